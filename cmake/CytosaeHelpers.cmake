@@ -1,0 +1,34 @@
+# Project-wide helpers: warnings and sanitizers per target, one function per test.
+
+function(cytosae_target_defaults target)
+    target_compile_options(${target} PRIVATE -Wall -Wextra)
+    if(CYTOSAE_SANITIZE)
+        target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer)
+        target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+    endif()
+endfunction()
+
+# cytosae_add_test(<name> SOURCES <files...> LIBS <targets...> [GUI] [LABELS <labels...>] [TIMEOUT <s>])
+# Qt Test executables; GUI tests run on the offscreen platform.
+function(cytosae_add_test name)
+    cmake_parse_arguments(T "GUI" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+    add_executable(${name} ${T_SOURCES})
+    set_target_properties(${name} PROPERTIES AUTOMOC ON)
+    target_link_libraries(${name} PRIVATE Qt6::Test ${T_LIBS})
+    target_compile_definitions(${name} PRIVATE
+        CYTOSAE_TEST_DATA="${PROJECT_SOURCE_DIR}/tests/data"
+        CYTOSAE_BINARY_DIR="${PROJECT_BINARY_DIR}")
+    cytosae_target_defaults(${name})
+    add_test(NAME ${name} COMMAND ${name})
+    if(NOT T_TIMEOUT)
+        set(T_TIMEOUT 600)
+    endif()
+    set(env "")
+    if(T_GUI)
+        list(APPEND env "QT_QPA_PLATFORM=offscreen")
+        list(APPEND T_LABELS gui)
+    else()
+        list(APPEND T_LABELS unit)
+    endif()
+    set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${T_LABELS}" ENVIRONMENT "${env}")
+endfunction()

@@ -1,0 +1,129 @@
+#pragma once
+
+// The inference engine: DINOv2 ViT (DinoBloom-B or any DINOv2 state dict) up to the SAE's
+// block, then the CytoSAE sparse autoencoder, in LibTorch. This header has no LibTorch
+// types, so callers do not compile LibTorch headers.
+//
+// Thread safety: an Engine is loaded once and then used from one thread at a time
+// (run() is not reentrant). Loading is independent per Engine.
+// Device: CUDA when available and requested ("auto"), otherwise the CPU with one intra-op
+// thread per core.
+
+#include "common/Result.h"
+#include "model/Preprocess.h"
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace cytosae::model {
+
+enum class DeviceChoice { Auto, Cpu, Cuda };
+
+struct VitInfo {
+    int embedDim = 0;
+    int depth = 0;
+    int numHeads = 0;
+    int patchSize = 0;
+    int mlpHidden = 0;
+    bool swiglu = false;
+    int numRegisters = 0;
+    int posGrid = 0;     // side of the stored position-embedding grid (16 for 224 px / 14)
+    int imageSize = 224; // preprocessing target
+    std::string source;  // "DinoBloom teacher checkpoint", "plain DINOv2 state dict", ...
+    std::string sha256;
+};
+
+struct SaeInfo {
+    int dIn = 0;
+    int dSae = 0;
+    int blockLayer = -2;        // as in the cfg; negative counts from the end
+    int blockIndex = 0;         // resolved block whose output feeds the SAE
+    std::string moduleName;     // "resid"
+    std::string modelName;      // "dinov2_vitb14"
+    std::string classToken;     // cfg.class_token as text ("None" when absent)
+    int imageWidth = 0, imageHeight = 0;
+    std::vector<std::pair<std::string, std::string>> config; // every cfg field, as text
+    std::string sha256;
+};
+
+struct EngineParams {
+    std::string vitPath;
+    std::string saePath;
+    DeviceChoice device = DeviceChoice::Auto;
+    int threads = 0;               // 0: one per core
+    int topK = 32;                 // latents kept per token
+    float patchThreshold = 0.2f;   // a patch "fires" a latent above this
+    int saeChunk = 4096;           // latents per encode chunk: bounds memory to tokens x chunk
+    int numHeads = 0;              // 0: infer (head_dim 64, or 16 for tiny models)
+    bool clsEmbedding = true;      // also run the last blocks + final norm for the CLS embedding
+    bool keepDense = false;        // keep input, residual and dense latents (for --npy export)
+};
+
+// One active latent of one image (only latents whose token mean is > 0 are listed).
+struct LatentAggregate {
+    int32_t latent = 0;
+    float mean = 0;       // mean over all tokens (CLS included): the paper's image-level value
+    float maxPatch = 0;   // max over patch tokens
+    int32_t patchesAbove = 0; // patch tokens above the threshold
+};
+
+struct ImageActivations {
+    int numTokens = 0;   // 1 + registers + patches
+    int numPrefix = 0;   // CLS + registers (patch tokens follow)
+    int gridH = 0, gridW = 0;
+    int k = 0;
+    // [numTokens * k], strongest first; unused slots have id -1 and value 0.
+    std::vector<int32_t> topIds;
+    std::vector<float> topValues;
+    std::vector<LatentAggregate> latents; // sorted by latent id
+    float reconError = 0;  // sum ||x_hat - x||^2 / sum ||x||^2 over tokens
+    float reconMse = 0;    // mean (x_hat - x)^2
+    std::vector<float> cls; // final-norm CLS embedding (empty if not requested)
+    // Only with EngineParams::keepDense:
+    std::vector<float> inputPixels;  // [3, S, S]
+    std::vector<float> residual;     // [numTokens, dIn]
+    std::vector<float> denseLatents; // [numTokens, dSae]
+};
+
+struct Progress {
+    int done = 0;
+    int total = 0;
+};
+
+class Engine {
+public:
+    ~Engine();
+    Engine(const Engine &) = delete;
+    Engine &operator=(const Engine &) = delete;
+
+    // Loads both checkpoints and checks they fit together. Errors name the file and the
+    // problem ("SAE expects d_in 768 but the ViT width is 384").
+    static Result<std::unique_ptr<Engine>> load(const EngineParams &params);
+
+    const VitInfo &vit() const;
+    const SaeInfo &sae() const;
+    const EngineParams &params() const;
+    std::string deviceName() const; // "cpu (2 threads)" or "cuda:0 (NVIDIA ...)"
+
+    // Preprocesses and runs a batch. `cancel` (optional) is checked between stages.
+    Result<std::vector<ImageActivations>> run(const std::vector<RgbView> &images,
+                                              const std::atomic<bool> *cancel = nullptr);
+    // Runs already preprocessed CHW float input [n, 3, S, S].
+    Result<std::vector<ImageActivations>> runPreprocessed(const float *chw, int n, int height, int width,
+                                                          const std::atomic<bool> *cancel = nullptr);
+
+    // Multiply-accumulate count x2 of one image through the engine (for GFLOP/s figures).
+    double flopsPerImage() const;
+
+    struct Impl;
+    explicit Engine(std::unique_ptr<Impl> impl);
+    Impl &impl() { return *m_impl; }
+
+private:
+    std::unique_ptr<Impl> m_impl;
+};
+
+} // namespace cytosae::model
