@@ -1,0 +1,134 @@
+// The `cytosae` command line as a user runs it: a real process, real files, bad input mixed
+// with good. Checks exit codes, that every failure names its file, and the exported files.
+
+#include "io/NpyWriter.h"
+
+#include <opencv2/imgcodecs.hpp>
+
+#include <QFile>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QProcess>
+#include <QTemporaryDir>
+#include <QtTest>
+
+namespace {
+const QString kCli = QStringLiteral(CYTOSAE_BINARY_DIR "/app/cli/cytosae");
+const QString kFix = QStringLiteral(CYTOSAE_TEST_DATA "/fixtures/");
+const QString kVit = kFix + "tiny_dinobloom.pth";
+const QString kSae = kFix + "final_sparse_autoencoder_dinov2_vitb14_-2_resid_256.pt";
+
+struct Run {
+    int code = -1;
+    QString out, err;
+};
+
+Run runCli(const QStringList &args)
+{
+    QProcess p;
+    p.start(kCli, args);
+    if (!p.waitForFinished(120000))
+        qFatal("cytosae did not finish");
+    return {p.exitCode(), QString::fromUtf8(p.readAllStandardOutput()), QString::fromUtf8(p.readAllStandardError())};
+}
+} // namespace
+
+class TestCli : public QObject {
+    Q_OBJECT
+
+private slots:
+    void versionAndHelp()
+    {
+        Run v = runCli({"--version"});
+        QCOMPARE(v.code, 0);
+        QVERIFY(v.out.startsWith("cytosae "));
+        Run h = runCli({"embed", "--help"});
+        QCOMPARE(h.code, 0);
+        QVERIFY(h.out.contains("--npy DIR"));
+        Run bad = runCli({"embed", "--frobnicate"});
+        QCOMPARE(bad.code, 2);
+        QVERIFY(bad.err.contains("unknown option --frobnicate"));
+        Run top = runCli({"embed", "--top", "zero", "--vit", kVit, "--sae", kSae, "x.png"});
+        QCOMPARE(top.code, 2);
+        QVERIFY(top.err.contains("--top"));
+    }
+
+    void badImagesAreReportedAndTheRestIsDone()
+    {
+        QTemporaryDir dir;
+        const QString good = kFix + "images/img1_rgb_144x120.png";
+        const QString grey = dir.filePath("grey.png"), rgba = dir.filePath("rgba.png"), deep = dir.filePath("deep.png");
+        const QString tiny = dir.filePath("tiny.png"), corrupt = dir.filePath("corrupt.jpg"), empty = dir.filePath("empty.tif");
+        cv::Mat g(40, 50, CV_8UC1, cv::Scalar(90));
+        QVERIFY(cv::imwrite(grey.toStdString(), g));
+        cv::Mat a(40, 40, CV_8UC4, cv::Scalar(10, 20, 30, 0));
+        QVERIFY(cv::imwrite(rgba.toStdString(), a));
+        cv::Mat d(30, 30, CV_16UC3, cv::Scalar(1000, 30000, 65535));
+        QVERIFY(cv::imwrite(deep.toStdString(), d));
+        cv::Mat t(1, 1, CV_8UC3, cv::Scalar(1, 2, 3));
+        QVERIFY(cv::imwrite(tiny.toStdString(), t));
+        QFile c(corrupt);
+        QVERIFY(c.open(QIODevice::WriteOnly));
+        c.write("\xff\xd8\xff\xe0 definitely not a jpeg");
+        c.close();
+        QFile e(empty);
+        QVERIFY(e.open(QIODevice::WriteOnly));
+        e.close();
+
+        const QString json = dir.filePath("out.json");
+        Run r = runCli({"embed", "--vit", kVit, "--sae", kSae, "--top", "4", "--json", json, "--npy", dir.filePath("npy"),
+                        "--batch", "2", good, grey, tiny, rgba, corrupt, deep, empty});
+        QCOMPARE(r.code, 1); // some inputs failed
+        QVERIFY2(r.err.contains(tiny + ": image is 1x1 pixels"), qPrintable(r.err));
+        QVERIFY2(r.err.contains(corrupt + ": "), qPrintable(r.err));
+        QVERIFY2(r.err.contains(empty + ": file is empty"), qPrintable(r.err));
+        QVERIFY2(r.err.contains(rgba + ": alpha channel dropped"), qPrintable(r.err));
+        QVERIFY2(r.err.contains(deep + ": 16-bit"), qPrintable(r.err));
+
+        QFile f(json);
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        const QJsonObject doc = QJsonDocument::fromJson(f.readAll()).object();
+        const QJsonArray images = doc["images"].toArray();
+        QCOMPARE(images.size(), 4); // good, grey, rgba, deep
+        QCOMPARE(doc["errors"].toArray().size(), 3);
+        const QJsonObject first = images[0].toObject();
+        QCOMPARE(first["path"].toString(), good);
+        QCOMPARE(first["tokens"].toArray().size(), 257);
+        QVERIFY(first["tokens"].toArray()[5].toArray().size() <= 4);
+        QCOMPARE(first["concepts"].toArray().size(), 4);
+        QCOMPARE(first["cls_embedding"].toArray().size(), 32);
+        // Concepts are sorted by image-level mean, strongest first.
+        const QJsonArray concepts = first["concepts"].toArray();
+        for (int i = 1; i < concepts.size(); ++i)
+            QVERIFY(concepts[i - 1].toObject()["mean"].toDouble() >= concepts[i].toObject()["mean"].toDouble());
+
+        // The .npy exports are standard NumPy arrays of the right shapes.
+        auto latents = cytosae::io::readNpy(dir.filePath("npy/000_img1_rgb_144x120_sae_latents.npy").toStdString());
+        QVERIFY2(latents.ok(), latents.message().c_str());
+        QCOMPARE(latents->descr, std::string("<f4"));
+        QCOMPARE(latents->shape, (std::vector<int64_t>{257, 256}));
+        auto input = cytosae::io::readNpy(dir.filePath("npy/000_img1_rgb_144x120_input.npy").toStdString());
+        QVERIFY(input.ok());
+        QCOMPARE(input->shape, (std::vector<int64_t>{3, 224, 224}));
+        // They hold the reference numbers: compare the input with the golden preprocessed image.
+        QFile ref(kFix + "ref/input_pixels.bin");
+        QVERIFY(ref.open(QIODevice::ReadOnly));
+        const QByteArray all = ref.readAll();
+        const QByteArray img1 = all.mid(3 * 224 * 224 * 4, 3 * 224 * 224 * 4);
+        QCOMPARE(QByteArray(input->bytes.data(), int(input->bytes.size())), img1);
+    }
+
+    void wrongCheckpointFailsWithItsName()
+    {
+        Run r = runCli({"embed", "--vit", kSae, "--sae", kSae, kFix + "images/img0_rgb_224x224.png"});
+        QCOMPARE(r.code, 1);
+        QVERIFY2(r.err.contains(kSae + ": not a"), qPrintable(r.err));
+        Run swapped = runCli({"embed", "--vit", kVit, "--sae", kVit, kFix + "images/img0_rgb_224x224.png"});
+        QCOMPARE(swapped.code, 1);
+        QVERIFY2(swapped.err.contains("W_enc"), qPrintable(swapped.err));
+    }
+};
+
+QTEST_GUILESS_MAIN(TestCli)
+#include "tst_cli.moc"
