@@ -4,5 +4,10 @@ namespace cytosae::cli {
 
 // Each returns the process exit code: 0 ok, 1 some input failed, 2 usage error.
 int embedCommand(int argc, char **argv);
+int importCommand(int argc, char **argv);
+int runCommand(int argc, char **argv);
+int statsCommand(int argc, char **argv);
+int topCommand(int argc, char **argv);
+int exportCommand(int argc, char **argv);
 
 } // namespace cytosae::cli

@@ -15,6 +15,11 @@ void usage(FILE *out)
                  "\n"
                  "Commands:\n"
                  "  embed     run the ViT + SAE on images; print concepts, write JSON / .npy\n"
+                 "  import    add a folder or CSV manifest of images to a project database\n"
+                 "  run       run the ViT + SAE on a project's images and store every activation\n"
+                 "  stats     per-latent statistics of a run and a project summary\n"
+                 "  top       the cells that activate a concept most (or sampled by quantile)\n"
+                 "  export    CSV of image-level activations, per-latent statistics or images\n"
                  "\n"
                  "Run 'cytosae <command> --help' for the options of a command.\n"
                  "Options: --help, --version\n");
@@ -37,8 +42,19 @@ int main(int argc, char **argv)
         std::printf("cytosae %s\n", CYTOSAE_VERSION);
         return 0;
     }
+    using namespace cytosae::cli;
     if (cmd == "embed")
-        return cytosae::cli::embedCommand(argc, argv);
+        return embedCommand(argc, argv);
+    if (cmd == "import")
+        return importCommand(argc, argv);
+    if (cmd == "run")
+        return runCommand(argc, argv);
+    if (cmd == "stats")
+        return statsCommand(argc, argv);
+    if (cmd == "top")
+        return topCommand(argc, argv);
+    if (cmd == "export")
+        return exportCommand(argc, argv);
     std::fprintf(stderr, "cytosae: unknown command '%s'\n\n", cmd.c_str());
     usage(stderr);
     return 2;

@@ -1,0 +1,444 @@
+// cytosae import | run | stats | top | export: the project database from the command line.
+
+#include "CliArgs.h"
+#include "Commands.h"
+#include "Progress.h"
+
+#include "pipeline/Importer.h"
+#include "pipeline/Runner.h"
+#include "store/ProjectDb.h"
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+
+namespace cytosae::cli {
+
+namespace {
+
+std::atomic<bool> g_cancel{false};
+
+void onInterrupt(int)
+{
+    g_cancel = true;
+}
+
+// Ctrl-C cancels between batches; a second Ctrl-C kills (the run resumes later).
+struct InterruptGuard {
+    InterruptGuard()
+    {
+        g_cancel = false;
+        std::signal(SIGINT, onInterrupt);
+        std::signal(SIGTERM, onInterrupt);
+    }
+    ~InterruptGuard()
+    {
+        std::signal(SIGINT, SIG_DFL);
+        std::signal(SIGTERM, SIG_DFL);
+    }
+};
+
+int usageError(const char *cmd, const std::string &msg, const char *help)
+{
+    std::fprintf(stderr, "cytosae %s: %s\n\n%s", cmd, msg.c_str(), help);
+    return 2;
+}
+
+bool parseOrHelp(CliArgs &args, int argc, char **argv, const char *cmd, const char *help, int &exitCode)
+{
+    if (!args.parse(argc, argv, 2)) {
+        exitCode = usageError(cmd, args.error(), help);
+        return false;
+    }
+    if (args.has("--help")) {
+        std::fputs(help, stdout);
+        exitCode = 0;
+        return false;
+    }
+    return true;
+}
+
+Result<store::ProjectDb> openProject(const std::string &path, store::ProjectDb::OpenMode mode)
+{
+    auto db = store::ProjectDb::open(path, mode);
+    if (!db)
+        return db.error().withContext(path);
+    return db;
+}
+
+// --run ID or the project's newest finished run.
+Result<store::RunRecord> pickRun(store::ProjectDb &db, CliArgs &args)
+{
+    if (args.has("--run")) {
+        int id = 0;
+        if (!args.intValue("--run", 0, 1, 1 << 30, id))
+            return Error(args.error());
+        return db.run(id);
+    }
+    auto run = db.latestRun();
+    if (!run)
+        return run.error();
+    if (!run->has_value())
+        return Error("this project has no runs yet; use 'cytosae run' first");
+    return **run;
+}
+
+std::string csvField(const std::string &s)
+{
+    if (s.find_first_of(",\"\n\r") == std::string::npos)
+        return s;
+    std::string out = "\"";
+    for (char c : s)
+        out += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return out + "\"";
+}
+
+const char *kImportHelp =
+    "Usage: cytosae import PROJECT SOURCE [options]\n"
+    "\n"
+    "Adds the images of SOURCE (a folder, or a .csv manifest with columns path, patient,\n"
+    "class, diagnosis and any extra columns) to the project database PROJECT, creating it if\n"
+    "needed. Every file is decoded and hashed; bad files are recorded as rejected with the\n"
+    "reason. Files already in the project are not added again.\n"
+    "\n"
+    "Options:\n"
+    "  --layout L          folder layout: class (label = parent folder; default), patient\n"
+    "                      (first-level folder = patient, AML_Hehr), diagnosis-patient, flat\n"
+    "  --patients CSV      patient table: patient, diagnosis, other columns kept as metadata\n"
+    "  --follow-symlinks   follow symbolic links out of the folder (off by default)\n"
+    "  --threads N         decoding threads (default: all cores)\n";
+
+const char *kRunHelp =
+    "Usage: cytosae run PROJECT --vit FILE --sae FILE [options]\n"
+    "\n"
+    "Runs the ViT and the SAE on every accepted image of the project that has no results yet\n"
+    "and stores all concept activations. An interrupted run (Ctrl-C, crash, kill) resumes\n"
+    "where it stopped when started again with the same files and settings.\n"
+    "\n"
+    "Options:\n"
+    "  --top-k K           latents stored per token (default 32, at most 255)\n"
+    "  --threshold T       patch activation threshold (default 0.2)\n"
+    "  --batch N           images per batch (default 8)\n"
+    "  --device D          auto | cpu | cuda (default auto)\n"
+    "  --threads N         CPU threads for the model (default: all cores)\n"
+    "  --readers N         decoding threads (default 1)\n"
+    "  --no-stats          skip the per-latent statistics at the end\n";
+
+const char *kStatsHelp = "Usage: cytosae stats PROJECT [--run ID] [--recompute]\n"
+                         "\n"
+                         "Per-latent statistics of a run (firing frequency, mean activation, top images,\n"
+                         "label entropy, dead/dense flags) and a project summary.\n";
+
+const char *kTopHelp = "Usage: cytosae top PROJECT --latent K [options]\n"
+                       "\n"
+                       "The cells that activate latent K most (image-level mean over tokens).\n"
+                       "\n"
+                       "Options:\n"
+                       "  --n N               how many (default 20)\n"
+                       "  --patient CODE      only this patient's cells\n"
+                       "  --class C           only cells of this class\n"
+                       "  --diagnosis D       only cells of patients with this diagnosis\n"
+                       "  --quantiles B       instead: B activation bins, --n cells sampled from each\n"
+                       "  --run ID            a run other than the newest\n";
+
+const char *kExportHelp = "Usage: cytosae export PROJECT --what WHAT --out FILE.csv [--run ID]\n"
+                          "\n"
+                          "WHAT: image-concepts  one row per image and active latent (mean, max patch, patches)\n"
+                          "      latent-stats    one row per latent\n"
+                          "      images          the image table with patient, class, QC status and reason\n";
+
+} // namespace
+
+int importCommand(int argc, char **argv)
+{
+    CliArgs args({"--layout", "--patients", "--threads"}, {"--help", "--follow-symlinks"});
+    int code = 0;
+    if (!parseOrHelp(args, argc, argv, "import", kImportHelp, code))
+        return code;
+    if (args.positional().size() != 2)
+        return usageError("import", "expected PROJECT and SOURCE", kImportHelp);
+    pipeline::ImportOptions options;
+    options.source = args.positional()[1];
+    options.patientTable = args.value("--patients");
+    options.followSymlinks = args.has("--follow-symlinks");
+    if (!args.intValue("--threads", 0, 0, 256, options.threads))
+        return usageError("import", args.error(), kImportHelp);
+    auto layout = pipeline::parseLayout(args.value("--layout", "class"));
+    if (!layout)
+        return usageError("import", layout.message(), kImportHelp);
+    options.layout = *layout;
+
+    auto db = openProject(args.positional()[0], store::ProjectDb::OpenMode::Create);
+    if (!db) {
+        std::fprintf(stderr, "error: %s\n", db.message().c_str());
+        return 1;
+    }
+    InterruptGuard guard;
+    auto report = pipeline::importImages(*db, options, stderrProgress(), &g_cancel);
+    finishProgress();
+    if (!report) {
+        std::fprintf(stderr, "error: %s\n", report.message().c_str());
+        return 1;
+    }
+    for (const auto &issue : report->issues)
+        std::fprintf(stderr, "warning: %s: %s\n", issue.path.c_str(), issue.message.c_str());
+    for (const auto &r : report->rejectedFiles)
+        std::fprintf(stderr, "rejected: %s: %s\n", r.path.c_str(), r.reason.c_str());
+    std::printf("%lld image file(s) found: %lld added, %lld already in the project, %lld rejected%s\n",
+                (long long)report->found, (long long)report->added, (long long)report->alreadyPresent,
+                (long long)report->rejected, report->cancelled ? " (cancelled)" : "");
+    if (report->patientsUpdated)
+        std::printf("%lld patient(s) updated from %s\n", (long long)report->patientsUpdated,
+                    options.patientTable.c_str());
+    return report->cancelled ? 1 : 0;
+}
+
+int runCommand(int argc, char **argv)
+{
+    CliArgs args({"--vit", "--sae", "--top-k", "--threshold", "--batch", "--device", "--threads", "--readers"},
+                 {"--help", "--no-stats"});
+    int code = 0;
+    if (!parseOrHelp(args, argc, argv, "run", kRunHelp, code))
+        return code;
+    if (args.positional().size() != 1 || !args.has("--vit") || !args.has("--sae"))
+        return usageError("run", "expected PROJECT, --vit and --sae", kRunHelp);
+    pipeline::RunOptions options;
+    options.engine.vitPath = args.value("--vit");
+    options.engine.saePath = args.value("--sae");
+    options.computeStats = !args.has("--no-stats");
+    if (!args.intValue("--top-k", 32, 1, 255, options.engine.topK) ||
+        !args.intValue("--batch", 8, 1, 1024, options.batchSize) ||
+        !args.intValue("--threads", 0, 0, 1024, options.engine.threads) ||
+        !args.intValue("--readers", 1, 1, 64, options.readerThreads))
+        return usageError("run", args.error(), kRunHelp);
+    if (args.has("--threshold")) {
+        char *end = nullptr;
+        const std::string t = args.value("--threshold");
+        options.engine.patchThreshold = std::strtof(t.c_str(), &end);
+        if (end == t.c_str() || *end)
+            return usageError("run", "--threshold needs a number", kRunHelp);
+    }
+    const std::string device = args.value("--device", "auto");
+    if (device == "cpu")
+        options.engine.device = model::DeviceChoice::Cpu;
+    else if (device == "cuda")
+        options.engine.device = model::DeviceChoice::Cuda;
+    else if (device != "auto")
+        return usageError("run", "--device must be auto, cpu or cuda", kRunHelp);
+    options.engine.clsEmbedding = true;
+
+    InterruptGuard guard;
+    auto report = pipeline::runProject(args.positional()[0], options, stderrProgress(), &g_cancel);
+    finishProgress();
+    if (!report) {
+        std::fprintf(stderr, "error: %s\n", report.message().c_str());
+        return 1;
+    }
+    for (const auto &[path, why] : report->failures)
+        std::fprintf(stderr, "error: %s: %s\n", path.c_str(), why.c_str());
+    std::printf("run %lld%s on %s: %lld image(s) processed, %lld failed, %lld done before; %.1f s (%.2f images/s)%s\n",
+                (long long)report->runId, report->resumed ? " (resumed)" : "", report->device.c_str(),
+                (long long)report->processed, (long long)report->failed, (long long)report->alreadyDone,
+                report->seconds, report->seconds > 0 ? double(report->processed) / report->seconds : 0.0,
+                report->cancelled ? "; cancelled, run again to resume" : "");
+    return (report->failed || report->cancelled) ? 1 : 0;
+}
+
+int statsCommand(int argc, char **argv)
+{
+    CliArgs args({"--run"}, {"--help", "--recompute"});
+    int code = 0;
+    if (!parseOrHelp(args, argc, argv, "stats", kStatsHelp, code))
+        return code;
+    if (args.positional().size() != 1)
+        return usageError("stats", "expected PROJECT", kStatsHelp);
+    auto db = openProject(args.positional()[0], store::ProjectDb::OpenMode::Existing);
+    if (!db) {
+        std::fprintf(stderr, "error: %s\n", db.message().c_str());
+        return 1;
+    }
+    auto run = pickRun(*db, args);
+    if (!run) {
+        std::fprintf(stderr, "error: %s\n", run.message().c_str());
+        return 1;
+    }
+    auto hasStats = db->count("SELECT count(*) FROM concept_stats WHERE run_id = " + std::to_string(run->id));
+    if (args.has("--recompute") || (hasStats && *hasStats == 0)) {
+        if (Status s = db->computeStats(run->id); !s) {
+            std::fprintf(stderr, "error: %s\n", s.message().c_str());
+            return 1;
+        }
+    }
+    const std::string r = std::to_string(run->id);
+    auto q = [&](const std::string &sql) { auto v = db->count(sql); return v ? *v : -1; };
+    std::printf("project %s\n", args.positional()[0].c_str());
+    std::printf("  images: %lld accepted, %lld rejected; patients: %lld\n",
+                (long long)q("SELECT count(*) FROM image WHERE qc_status = 'ok'"),
+                (long long)q("SELECT count(*) FROM image WHERE qc_status = 'rejected'"),
+                (long long)q("SELECT count(*) FROM patient"));
+    std::printf("run %s (%s, top-k %d, threshold %.2f, %d latents): %lld images with results, %lld errors\n", r.c_str(),
+                run->status.c_str(), run->topK, run->patchThreshold, run->dSae,
+                (long long)q("SELECT count(*) FROM activation WHERE run_id = " + r),
+                (long long)q("SELECT count(*) FROM run_error WHERE run_id = " + r));
+    std::printf("  latents: %lld alive, %lld dead, %lld dense (fire in > 50%% of images), %lld with mean activation > 0.1\n",
+                (long long)q("SELECT count(*) FROM concept_stats WHERE dead = 0 AND run_id = " + r),
+                (long long)q("SELECT count(*) FROM concept_stats WHERE dead = 1 AND run_id = " + r),
+                (long long)q("SELECT count(*) FROM concept_stats WHERE dense = 1 AND run_id = " + r),
+                (long long)q("SELECT count(*) FROM concept_stats WHERE high_mean = 1 AND run_id = " + r));
+    auto top = db->db().prepare("SELECT latent, firing_freq, coalesce(mean_activation, 0), label_entropy FROM "
+                                "concept_stats WHERE run_id = ? AND dead = 0 ORDER BY firing_freq DESC, latent LIMIT 10");
+    if (top) {
+        top->bind(1, run->id);
+        std::printf("  most frequent latents:\n  %8s %10s %10s %8s\n", "latent", "frequency", "mean act", "entropy");
+        while (top->step())
+            std::printf("  %8lld %10.4f %10.4f %8s\n", (long long)top->columnInt(0), top->columnDouble(1),
+                        top->columnDouble(2),
+                        top->columnIsNull(3) ? "-" : std::to_string(top->columnDouble(3)).substr(0, 6).c_str());
+    }
+    return 0;
+}
+
+int topCommand(int argc, char **argv)
+{
+    CliArgs args({"--latent", "--n", "--patient", "--class", "--diagnosis", "--run", "--quantiles"}, {"--help"});
+    int code = 0;
+    if (!parseOrHelp(args, argc, argv, "top", kTopHelp, code))
+        return code;
+    int latent = 0, n = 20, bins = 0;
+    if (args.positional().size() != 1 || !args.has("--latent"))
+        return usageError("top", "expected PROJECT and --latent", kTopHelp);
+    if (!args.intValue("--latent", 0, 0, 1 << 24, latent) || !args.intValue("--n", 20, 1, 100000, n) ||
+        !args.intValue("--quantiles", 0, 0, 100, bins))
+        return usageError("top", args.error(), kTopHelp);
+    auto db = openProject(args.positional()[0], store::ProjectDb::OpenMode::ReadOnly);
+    if (!db) {
+        std::fprintf(stderr, "error: %s\n", db.message().c_str());
+        return 1;
+    }
+    auto run = pickRun(*db, args);
+    if (!run) {
+        std::fprintf(stderr, "error: %s\n", run.message().c_str());
+        return 1;
+    }
+    if (latent >= run->dSae) {
+        std::fprintf(stderr, "error: latent %d does not exist (the SAE has %d)\n", latent, run->dSae);
+        return 1;
+    }
+    store::CellFilter filter;
+    filter.className = args.value("--class");
+    filter.diagnosis = args.value("--diagnosis");
+    if (args.has("--patient")) {
+        auto p = db->db().prepare("SELECT id FROM patient WHERE code = ?");
+        if (p) {
+            p->bind(1, args.value("--patient"));
+            if (p->step())
+                filter.patientId = p->columnInt(0);
+        }
+        if (!filter.patientId) {
+            std::fprintf(stderr, "error: no patient '%s' in this project\n", args.value("--patient").c_str());
+            return 1;
+        }
+    }
+    std::vector<std::vector<store::CellHit>> groups;
+    if (bins > 0) {
+        auto q = db->quantileSample(run->id, latent, bins, n, 1);
+        if (!q) {
+            std::fprintf(stderr, "error: %s\n", q.message().c_str());
+            return 1;
+        }
+        groups = std::move(q.value());
+    } else {
+        auto hits = db->topCells(run->id, latent, n, filter);
+        if (!hits) {
+            std::fprintf(stderr, "error: %s\n", hits.message().c_str());
+            return 1;
+        }
+        groups.push_back(std::move(hits.value()));
+    }
+    std::printf("%8s %10s %10s %8s  %-10s %-14s %s\n", "image", "mean", "max patch", "patches", "patient", "class", "path");
+    for (size_t g = 0; g < groups.size(); ++g) {
+        if (bins > 0)
+            std::printf("-- activation bin %zu of %d (strongest first)\n", g + 1, bins);
+        for (const auto &h : groups[g]) {
+            auto img = db->image(h.imageId);
+            std::printf("%8lld %10.4f %10.4f %8d  %-10s %-14s %s\n", (long long)h.imageId, h.mean, h.maxPatch, h.patches,
+                        img ? img->patientCode.c_str() : "?", img ? img->className.c_str() : "?",
+                        img ? img->path.c_str() : "?");
+        }
+    }
+    return 0;
+}
+
+int exportCommand(int argc, char **argv)
+{
+    CliArgs args({"--what", "--out", "--run"}, {"--help"});
+    int code = 0;
+    if (!parseOrHelp(args, argc, argv, "export", kExportHelp, code))
+        return code;
+    const std::string what = args.value("--what"), out = args.value("--out");
+    if (args.positional().size() != 1 || out.empty() ||
+        (what != "image-concepts" && what != "latent-stats" && what != "images"))
+        return usageError("export", "expected PROJECT, --what image-concepts|latent-stats|images and --out FILE",
+                          kExportHelp);
+    auto db = openProject(args.positional()[0], store::ProjectDb::OpenMode::ReadOnly);
+    if (!db) {
+        std::fprintf(stderr, "error: %s\n", db.message().c_str());
+        return 1;
+    }
+    std::string sql;
+    int64_t runId = 0;
+    if (what != "images") {
+        auto run = pickRun(*db, args);
+        if (!run) {
+            std::fprintf(stderr, "error: %s\n", run.message().c_str());
+            return 1;
+        }
+        runId = run->id;
+    }
+    if (what == "image-concepts")
+        sql = "SELECT c.image_id, i.path, coalesce(p.code, '') AS patient, coalesce(i.class, '') AS class, c.latent, "
+              "c.mean, c.max_patch, c.n_patches FROM image_concept c JOIN image i ON i.id = c.image_id LEFT JOIN "
+              "patient p ON p.id = i.patient_id WHERE c.run_id = ?1 ORDER BY c.image_id, c.mean DESC";
+    else if (what == "latent-stats")
+        sql = "SELECT latent, firing_images, firing_freq, mean_activation, label_entropy, top_images, dead, dense, "
+              "high_mean FROM concept_stats WHERE run_id = ?1 ORDER BY latent";
+    else
+        sql = "SELECT i.id, i.path, i.sha256, coalesce(p.code, '') AS patient, coalesce(p.diagnosis, '') AS diagnosis, "
+              "coalesce(i.class, '') AS class, i.width, i.height, i.qc_status, coalesce(i.qc_reason, '') AS qc_reason, "
+              "i.metadata FROM image i LEFT JOIN patient p ON p.id = i.patient_id ORDER BY i.id";
+    auto q = db->db().prepare(sql);
+    if (!q) {
+        std::fprintf(stderr, "error: %s\n", q.message().c_str());
+        return 1;
+    }
+    if (runId)
+        q->bind(1, runId);
+    std::ofstream file(out);
+    if (!file) {
+        std::fprintf(stderr, "error: %s: cannot open for writing\n", out.c_str());
+        return 1;
+    }
+    const int columns = q->columnCount();
+    for (int c = 0; c < columns; ++c)
+        file << (c ? "," : "") << csvField(q->columnName(c));
+    file << "\n";
+    int64_t rows = 0;
+    while (q->step()) {
+        for (int c = 0; c < columns; ++c)
+            file << (c ? "," : "") << (q->columnIsNull(c) ? std::string() : csvField(q->columnText(c)));
+        file << "\n";
+        ++rows;
+    }
+    if (Status s = q->status(); !s) {
+        std::fprintf(stderr, "error: %s\n", s.message().c_str());
+        return 1;
+    }
+    if (!file) {
+        std::fprintf(stderr, "error: %s: write failed\n", out.c_str());
+        return 1;
+    }
+    std::printf("%lld row(s) written to %s\n", (long long)rows, out.c_str());
+    return 0;
+}
+
+} // namespace cytosae::cli

@@ -1,0 +1,102 @@
+#pragma once
+
+// Finds the images of a data set and the labels its folder layout or manifest gives them.
+// Nothing is decoded here: a scan only lists paths, so it stays fast on folders with
+// hundreds of thousands of cells, and decoding problems are reported later, per image.
+//
+// Whole-call failures (folder missing, table without the required column) are Errors;
+// problems with a single entry (an unreadable sub-folder, a bad manifest row, a link that
+// was not followed) are ScanIssues next to the items, so one bad row never costs the import.
+
+#include "common/Result.h"
+
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cytosae::pipeline {
+
+// Where the labels are, given the folders between the import root and each image:
+//   Flat                  every image in the tree, no labels.
+//   ClassPerFolder        class = the image's immediate parent folder (also for nested trees
+//                         such as BMC's root/<group>/<class>/img.jpg); files directly in the
+//                         root get no class.
+//   PatientPerFolder      root/<patient>/img.tif (AML_Hehr); deeper folders give the class
+//                         (immediate parent) when its name differs from the patient folder.
+//   DiagnosisThenPatient  root/<diagnosis>/<patient>/img; deeper folders give the class as above.
+enum class FolderLayout { Flat, ClassPerFolder, PatientPerFolder, DiagnosisThenPatient };
+
+struct ImportItem {
+    std::string path;        // absolute, lexically normalised (symbolic links are not resolved)
+    std::string patientCode; // empty if none
+    std::string className;   // empty if none
+    std::string diagnosis;   // empty if none
+    std::vector<std::pair<std::string, std::string>> metadata; // extra manifest columns, in column order
+};
+
+// A problem with one entry; path is the file or folder concerned (for manifest rows, the
+// manifest itself, with the line number in the message).
+struct ScanIssue {
+    std::string path;
+    std::string message;
+};
+
+struct ScanResult {
+    std::vector<ImportItem> items; // scanFolder: sorted by path; readManifest: manifest order
+    std::vector<ScanIssue> issues;
+};
+
+struct ScanOptions {
+    FolderLayout layout = FolderLayout::ClassPerFolder;
+    // Off by default: a link can pull in a whole other data set, or loop back on itself.
+    bool followSymlinks = false;
+};
+
+// .tif .tiff .png .jpg .jpeg .bmp, case-insensitive; hidden names (".png") are not images.
+bool isImageFileName(const std::string &path);
+
+// "flat", "class", "patient", "diagnosis-patient" (case-insensitive, surrounding spaces ignored).
+Result<FolderLayout> parseLayout(const std::string &name);
+// The inverse of parseLayout, for command lines and saved projects.
+const char *layoutName(FolderLayout layout);
+
+// Errors (root missing or not a folder) include the path, since the user typed or chose it.
+Result<ScanResult> scanFolder(const std::string &root, const ScanOptions &options = {});
+
+// CSV manifest, one image per row. Column names are matched case-insensitively, with spaces
+// and '-' read as '_' ("Patient ID" == patient_id):
+//   path (or file, filename, image)       required; relative paths are resolved against the
+//                                          manifest's folder
+//   patient (or patient_id, patient_code) optional
+//   class (or label, cell_type)           optional
+//   diagnosis                             optional
+// Every other column becomes metadata under its header name, in column order. Files are not
+// checked for existence here; that happens when they are decoded.
+// Errors start with the manifest's file name ("manifest.csv: ...").
+Result<ScanResult> readManifest(const std::string &csvPath);
+
+// Patient table: patient (or patient_id, patient_code, code) required; diagnosis (or label,
+// subtype) optional; other columns metadata. Rows with the wrong number of fields, an empty
+// code or a repeated code are skipped and reported in *issues when it is given.
+struct PatientRow {
+    std::string code;
+    std::string diagnosis;
+    std::vector<std::pair<std::string, std::string>> metadata;
+};
+Result<std::vector<PatientRow>> readPatientTable(const std::string &csvPath,
+                                                 std::vector<ScanIssue> *issues = nullptr);
+
+// RFC 4180: quoted fields, doubled quotes, embedded delimiters and newlines, CRLF, LF or lone
+// CR line ends, optional UTF-8 byte order mark. The delimiter is ',' unless the header line
+// has no comma but has ';' or tabs (what spreadsheets write in locales with a decimal comma).
+// Blank lines are skipped. Fields are returned exactly as written (no trimming); rows may
+// have any number of fields, callers decide what a wrong count means.
+struct CsvTable {
+    std::vector<std::string> header;
+    std::vector<std::vector<std::string>> rows;
+    std::vector<int> rowLines; // 1-based line on which each row starts, for messages
+};
+Result<CsvTable> parseCsv(const std::string &text, size_t maxBytes = 256u << 20);
+
+} // namespace cytosae::pipeline

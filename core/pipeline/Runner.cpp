@@ -1,0 +1,248 @@
+#include "pipeline/Runner.h"
+
+#include "imaging/ImageDecoder.h"
+#include "io/JsonWriter.h"
+#include "pipeline/BoundedQueue.h"
+#include "store/ProjectDb.h"
+
+#include <chrono>
+#include <sstream>
+#include <thread>
+
+namespace cytosae::pipeline {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct PreparedBatch {
+    std::vector<int64_t> imageIds;
+    std::vector<float> pixels; // [n, 3, S, S]
+    std::vector<std::pair<int64_t, std::string>> failures;
+};
+
+struct WriteBatch {
+    std::vector<store::ImageResultRow> rows;
+    std::vector<std::pair<int64_t, std::string>> failures;
+};
+
+std::string vitConfigJson(const model::VitInfo &v)
+{
+    std::ostringstream out;
+    io::JsonWriter j(out, false);
+    j.beginObject();
+    j.key("embed_dim").value(int64_t(v.embedDim)).key("depth").value(int64_t(v.depth));
+    j.key("num_heads").value(int64_t(v.numHeads)).key("patch_size").value(int64_t(v.patchSize));
+    j.key("mlp_hidden").value(int64_t(v.mlpHidden)).key("swiglu").value(v.swiglu);
+    j.key("num_registers").value(int64_t(v.numRegisters)).key("image_size").value(int64_t(v.imageSize));
+    j.key("source").value(v.source);
+    j.endObject();
+    return out.str();
+}
+
+std::string saeConfigJson(const model::SaeInfo &s)
+{
+    std::ostringstream out;
+    io::JsonWriter j(out, false);
+    j.beginObject();
+    j.key("d_in").value(int64_t(s.dIn)).key("d_sae").value(int64_t(s.dSae));
+    j.key("block_index").value(int64_t(s.blockIndex));
+    j.key("cfg").beginObject();
+    for (const auto &[k, v] : s.config)
+        j.key(k).value(v);
+    j.endObject();
+    j.endObject();
+    return out.str();
+}
+
+store::ImageResultRow toRow(int64_t imageId, const model::ImageActivations &a, int dSae)
+{
+    store::ImageResultRow row;
+    row.imageId = imageId;
+    row.reconError = a.reconError;
+    row.reconMse = a.reconMse;
+    row.tokensBlob = store::encodeTokenTopK(a.numTokens, a.k, a.topIds.data(), a.topValues.data(), dSae - 1);
+    row.concepts.reserve(a.latents.size());
+    for (const auto &l : a.latents)
+        row.concepts.push_back({l.latent, l.mean, l.maxPatch, l.patchesAbove});
+    row.cls = a.cls;
+    return row;
+}
+
+} // namespace
+
+Result<RunReport> runProject(const std::string &projectPath, const RunOptions &options,
+                             const ProgressCallback &progress, const std::atomic<bool> *cancel)
+{
+    const auto start = Clock::now();
+    RunReport report;
+    auto db = store::ProjectDb::open(projectPath, store::ProjectDb::OpenMode::Existing);
+    if (!db)
+        return db.error().withContext(projectPath);
+    if (options.engine.topK > 255)
+        return Error("at most 255 latents per token can be stored (--top-k)");
+    auto engine = model::Engine::load(options.engine);
+    if (!engine)
+        return engine.error();
+    model::Engine &eng = **engine;
+    report.device = eng.deviceName();
+
+    auto vitId = db->upsertModel("vit", eng.vit().sha256, options.engine.vitPath, vitConfigJson(eng.vit()));
+    if (!vitId)
+        return vitId.error();
+    auto saeId = db->upsertModel("sae", eng.sae().sha256, options.engine.saePath, saeConfigJson(eng.sae()));
+    if (!saeId)
+        return saeId.error();
+    const int topK = options.engine.topK;
+    const double threshold = options.engine.patchThreshold;
+    auto existing = db->resumableRun(*vitId, *saeId, topK, threshold);
+    if (!existing)
+        return existing.error();
+    if (existing->has_value()) {
+        report.runId = **existing;
+        report.resumed = true;
+        if (Status s = db->setRunStatus(report.runId, "running"); !s)
+            return s.error();
+    } else {
+        auto id = db->createRun(*vitId, *saeId, topK, threshold, eng.sae().dSae, report.device);
+        if (!id)
+            return id.error();
+        report.runId = *id;
+    }
+    auto pending = db->pendingImages(report.runId);
+    if (!pending)
+        return pending.error();
+    auto done = db->count("SELECT count(*) FROM activation WHERE run_id = " + std::to_string(report.runId));
+    if (!done)
+        return done.error();
+    report.alreadyDone = *done;
+
+    const int dSae = eng.sae().dSae;
+    const int size = eng.vit().imageSize;
+    const size_t perImage = size_t(3) * size_t(size) * size_t(size);
+    const size_t batchSize = size_t(std::max(1, options.batchSize));
+    const size_t batches = (pending->size() + batchSize - 1) / batchSize;
+    ProgressMeter meter("run", report.alreadyDone + int64_t(pending->size()), progress);
+    meter.setAlreadyDone(report.alreadyDone);
+    meter.report(report.alreadyDone);
+
+    std::atomic<bool> stop{false};
+    auto stopRequested = [&] { return stop.load() || (cancel && cancel->load()); };
+
+    // Readers: decode + Pillow-exact preprocessing, a batch at a time.
+    BoundedQueue<PreparedBatch> prepared(2 + size_t(std::max(1, options.readerThreads)));
+    std::atomic<size_t> nextBatch{0};
+    auto reader = [&] {
+        for (size_t b = nextBatch++; b < batches && !stopRequested(); b = nextBatch++) {
+            PreparedBatch batch;
+            batch.pixels.reserve(batchSize * perImage);
+            for (size_t i = b * batchSize; i < std::min(pending->size(), (b + 1) * batchSize); ++i) {
+                const store::ImageRecord &img = (*pending)[i];
+                auto decoded = imaging::decodeImageFile(img.path);
+                if (!decoded) {
+                    batch.failures.emplace_back(img.id, decoded.message());
+                    continue;
+                }
+                batch.imageIds.push_back(img.id);
+                batch.pixels.resize(batch.imageIds.size() * perImage);
+                model::preprocessToChw({decoded->image.pixels.data(), decoded->image.width, decoded->image.height},
+                                       size, model::Normalization{},
+                                       batch.pixels.data() + (batch.imageIds.size() - 1) * perImage);
+            }
+            if (!prepared.push(std::move(batch)))
+                return;
+        }
+    };
+
+    // Writer: its own connection, one transaction per batch.
+    BoundedQueue<WriteBatch> toWrite(4);
+    Status writerStatus;
+    std::atomic<int64_t> written{report.alreadyDone};
+    std::thread writer([&] {
+        auto wdb = store::ProjectDb::open(projectPath, store::ProjectDb::OpenMode::Existing);
+        if (!wdb) {
+            writerStatus = wdb.error();
+            stop = true;
+            toWrite.close();
+            return;
+        }
+        while (auto batch = toWrite.pop()) {
+            if (Status s = wdb->writeResults(report.runId, batch->rows, batch->failures); !s) {
+                writerStatus = s;
+                stop = true;
+                toWrite.close();
+                return;
+            }
+            written += int64_t(batch->rows.size());
+            meter.report(written.load());
+        }
+    });
+
+    std::vector<std::thread> readers;
+    for (int t = 0; t < std::max(1, options.readerThreads); ++t)
+        readers.emplace_back(reader);
+
+    Status engineStatus;
+    for (size_t b = 0; b < batches; ++b) {
+        if (stopRequested())
+            break;
+        auto batch = prepared.pop();
+        if (!batch)
+            break;
+        WriteBatch out;
+        out.failures = std::move(batch->failures);
+        if (!batch->imageIds.empty()) {
+            const auto t0 = Clock::now();
+            auto result = eng.runPreprocessed(batch->pixels.data(), int(batch->imageIds.size()), size, size, cancel);
+            report.inferenceSeconds += std::chrono::duration<double>(Clock::now() - t0).count();
+            if (!result) {
+                if (cancel && cancel->load())
+                    break;
+                engineStatus = result.error();
+                break;
+            }
+            for (size_t i = 0; i < result->size(); ++i)
+                out.rows.push_back(toRow(batch->imageIds[i], (*result)[i], dSae));
+        }
+        for (const auto &[id, msg] : out.failures) {
+            for (const auto &img : *pending)
+                if (img.id == id)
+                    report.failures.emplace_back(img.path, msg);
+        }
+        report.processed += int64_t(out.rows.size());
+        report.failed += int64_t(out.failures.size());
+        if (!toWrite.push(std::move(out)))
+            break;
+    }
+    stop = true;
+    prepared.close();
+    for (auto &t : readers)
+        t.join();
+    toWrite.close();
+    writer.join();
+
+    report.cancelled = cancel && cancel->load();
+    if (!writerStatus)
+        return Error("writing results failed: " + writerStatus.message());
+    if (!engineStatus) {
+        (void)db->setRunStatus(report.runId, "failed");
+        return engineStatus.error();
+    }
+    if (report.cancelled) {
+        if (Status s = db->setRunStatus(report.runId, "cancelled"); !s)
+            return s.error();
+    } else {
+        if (Status s = db->setRunStatus(report.runId, "done"); !s)
+            return s.error();
+        if (options.computeStats) {
+            ProgressMeter statsMeter("statistics", 1, progress);
+            if (Status s = db->computeStats(report.runId); !s)
+                return Error("computing concept statistics failed: " + s.message());
+            statsMeter.report(1);
+        }
+    }
+    report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    return report;
+}
+
+} // namespace cytosae::pipeline

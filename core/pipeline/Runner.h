@@ -1,0 +1,43 @@
+#pragma once
+
+// A run: every accepted image of a project that has no results yet goes through
+// decode -> preprocess (reader threads) -> ViT + SAE (this thread, batched) -> writer thread
+// (batched transactions). Cancel is checked between batches; a killed run resumes where it
+// stopped (each image is stored exactly once: results are committed per batch together with
+// the run's counter). At the end the per-latent statistics are recomputed.
+//
+// Thread: call from a worker thread (never the GUI thread); callbacks run on it.
+
+#include "common/Progress.h"
+#include "common/Result.h"
+#include "model/Engine.h"
+
+#include <atomic>
+#include <string>
+
+namespace cytosae::pipeline {
+
+struct RunOptions {
+    model::EngineParams engine; // vitPath, saePath, device, topK (stored per token), ...
+    int batchSize = 8;
+    int readerThreads = 1;
+    bool computeStats = true;
+};
+
+struct RunReport {
+    int64_t runId = 0;
+    bool resumed = false;
+    int64_t alreadyDone = 0; // results present before this call
+    int64_t processed = 0;
+    int64_t failed = 0;
+    std::vector<std::pair<std::string, std::string>> failures; // path, reason
+    bool cancelled = false;
+    double seconds = 0;
+    double inferenceSeconds = 0; // time spent inside the engine
+    std::string device;
+};
+
+Result<RunReport> runProject(const std::string &projectPath, const RunOptions &options,
+                             const ProgressCallback &progress = {}, const std::atomic<bool> *cancel = nullptr);
+
+} // namespace cytosae::pipeline

@@ -1,0 +1,851 @@
+#include "store/ProjectDb.h"
+
+#include "io/JsonWriter.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <sstream>
+#include <unordered_map>
+
+namespace cytosae::store {
+
+namespace {
+
+// Forward migrations: entry i takes the schema from version i to i + 1.
+const char *const kMigrations[] = {
+    // 0 -> 1
+    R"SQL(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE model(
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('vit', 'sae')),
+    sha256 TEXT NOT NULL,
+    path TEXT NOT NULL,
+    config TEXT NOT NULL DEFAULT '{}',
+    added_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    UNIQUE (kind, sha256));
+CREATE TABLE run(
+    id INTEGER PRIMARY KEY,
+    vit_id INTEGER NOT NULL REFERENCES model(id),
+    sae_id INTEGER NOT NULL REFERENCES model(id),
+    top_k INTEGER NOT NULL,
+    patch_threshold REAL NOT NULL,
+    d_sae INTEGER NOT NULL,
+    device TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'cancelled', 'failed')),
+    started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    finished_at TEXT,
+    images_done INTEGER NOT NULL DEFAULT 0,
+    stats_at TEXT);
+CREATE TABLE patient(
+    id INTEGER PRIMARY KEY,
+    code TEXT NOT NULL UNIQUE,
+    diagnosis TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE image(
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    sha256 TEXT,
+    file_size INTEGER,
+    width INTEGER,
+    height INTEGER,
+    channels INTEGER,
+    bit_depth INTEGER,
+    patient_id INTEGER REFERENCES patient(id),
+    class TEXT,
+    qc_status TEXT NOT NULL CHECK (qc_status IN ('ok', 'rejected')),
+    qc_reason TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    imported_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')));
+CREATE INDEX image_patient ON image(patient_id);
+CREATE INDEX image_class ON image(class);
+CREATE INDEX image_sha256 ON image(sha256);
+CREATE TABLE activation(
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES run(id) ON DELETE CASCADE,
+    image_id INTEGER NOT NULL REFERENCES image(id) ON DELETE CASCADE,
+    recon_error REAL,
+    recon_mse REAL,
+    n_active INTEGER NOT NULL,
+    tokens BLOB NOT NULL,
+    concepts BLOB NOT NULL,
+    cls BLOB,
+    UNIQUE (run_id, image_id));
+CREATE INDEX activation_image ON activation(image_id);
+CREATE TABLE image_concept(
+    run_id INTEGER NOT NULL,
+    latent INTEGER NOT NULL,
+    mean REAL NOT NULL,
+    image_id INTEGER NOT NULL,
+    max_patch REAL NOT NULL,
+    n_patches INTEGER NOT NULL,
+    PRIMARY KEY (run_id, latent, mean, image_id)) WITHOUT ROWID;
+CREATE TABLE run_error(
+    run_id INTEGER NOT NULL REFERENCES run(id) ON DELETE CASCADE,
+    image_id INTEGER NOT NULL REFERENCES image(id) ON DELETE CASCADE,
+    message TEXT NOT NULL,
+    at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    PRIMARY KEY (run_id, image_id));
+CREATE TABLE concept_stats(
+    run_id INTEGER NOT NULL REFERENCES run(id) ON DELETE CASCADE,
+    latent INTEGER NOT NULL,
+    firing_images INTEGER NOT NULL,
+    firing_freq REAL NOT NULL,
+    mean_activation REAL,
+    label_entropy REAL,
+    top_images TEXT NOT NULL DEFAULT '[]',
+    dead INTEGER NOT NULL,
+    dense INTEGER NOT NULL,
+    high_mean INTEGER NOT NULL,
+    PRIMARY KEY (run_id, latent)) WITHOUT ROWID;
+INSERT INTO meta(key, value) VALUES ('application', 'CytoSAE Explorer');
+)SQL",
+};
+constexpr int kMigrationCount = int(sizeof(kMigrations) / sizeof(kMigrations[0]));
+static_assert(kMigrationCount == kSchemaVersion, "one migration per schema version");
+
+// Statistics thresholds (documented in docs/database.md).
+constexpr double kDenseFrequency = 0.5; // fires in more than half of the images
+constexpr double kHighMean = 0.1;       // the paper's noise filter: mean activation > 0.1
+
+std::string jsonIds(const std::vector<int64_t> &ids)
+{
+    std::string s = "[";
+    for (size_t i = 0; i < ids.size(); ++i)
+        s += (i ? "," : "") + std::to_string(ids[i]);
+    return s + "]";
+}
+
+std::vector<int64_t> parseIds(const std::string &s)
+{
+    std::vector<int64_t> out;
+    std::string cur;
+    for (char c : s) {
+        if ((c >= '0' && c <= '9') || c == '-')
+            cur += c;
+        else if (!cur.empty()) {
+            out.push_back(std::stoll(cur));
+            cur.clear();
+        }
+    }
+    if (!cur.empty())
+        out.push_back(std::stoll(cur));
+    return out;
+}
+
+} // namespace
+
+std::string metadataJson(const Metadata &metadata)
+{
+    std::ostringstream out;
+    io::JsonWriter json(out, false);
+    json.beginObject();
+    for (const auto &[k, v] : metadata)
+        json.key(k).value(v);
+    json.endObject();
+    return out.str();
+}
+
+Result<ProjectDb> ProjectDb::open(const std::string &path, OpenMode mode)
+{
+    std::error_code ec;
+    const bool exists = std::filesystem::exists(path, ec);
+    if (!exists && mode != OpenMode::Create)
+        return Error("project file not found");
+    if (exists && std::filesystem::is_directory(path, ec))
+        return Error("is a folder, not a project file");
+    auto db = Database::open(path, mode == OpenMode::ReadOnly   ? Database::Mode::ReadOnly
+                                   : mode == OpenMode::Create ? Database::Mode::ReadWriteCreate
+                                                              : Database::Mode::ReadWrite);
+    if (!db)
+        return db.error();
+    ProjectDb p;
+    p.m_db = std::move(db.value());
+    p.m_path = path;
+    p.m_readOnly = mode == OpenMode::ReadOnly;
+
+    // Reading the header tells a foreign or damaged file apart before anything is written.
+    auto version = p.m_db.queryInt("PRAGMA user_version");
+    if (!version)
+        return Error("not a CytoSAE project database (" + version.message() + ")");
+    auto tables = p.m_db.queryInt("SELECT count(*) FROM sqlite_master");
+    if (!tables)
+        return Error("not a CytoSAE project database (" + tables.message() + ")");
+    if (*version == 0 && *tables > 0)
+        return Error("not a CytoSAE project database (an SQLite file with other tables)");
+    if (*version > kSchemaVersion)
+        return Error("this project was written by a newer CytoSAE Explorer (schema " + std::to_string(*version) +
+                     ", this version reads up to " + std::to_string(kSchemaVersion) + "); it was not changed");
+    p.m_schemaVersion = int(*version);
+
+    if (Status s = p.m_db.exec("PRAGMA foreign_keys = ON"); !s)
+        return s.error();
+    if (!p.m_readOnly) {
+        // WAL: readers (views) never block the writer; NORMAL sync keeps every committed
+        // transaction across an application crash.
+        if (Status s = p.m_db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL"); !s)
+            return s.error();
+        if (Status s = p.migrate(); !s)
+            return s.error();
+    } else if (p.m_schemaVersion < kSchemaVersion) {
+        return Error("this project needs an upgrade (schema " + std::to_string(p.m_schemaVersion) +
+                     "); open it once for writing");
+    }
+    (void)p.m_db.exec("PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536"); // tuning only
+    return p;
+}
+
+Status ProjectDb::migrate()
+{
+    while (m_schemaVersion < kSchemaVersion) {
+        if (Status s = m_db.begin(); !s)
+            return s;
+        Status s = m_db.exec(kMigrations[m_schemaVersion]);
+        if (s)
+            s = m_db.exec("PRAGMA user_version = " + std::to_string(m_schemaVersion + 1));
+        if (s)
+            s = m_db.commit();
+        if (!s) {
+            m_db.rollback();
+            return Error("cannot upgrade the project database to schema " + std::to_string(m_schemaVersion + 1) +
+                         ": " + s.message());
+        }
+        ++m_schemaVersion;
+    }
+    return Status::success();
+}
+
+// ---- models and runs -----------------------------------------------------------------------
+
+Result<int64_t> ProjectDb::upsertModel(const std::string &kind, const std::string &sha256, const std::string &path,
+                                       const std::string &configJson)
+{
+    auto ins = m_db.prepare("INSERT INTO model(kind, sha256, path, config) VALUES (?, ?, ?, ?) "
+                            "ON CONFLICT(kind, sha256) DO UPDATE SET path = excluded.path");
+    if (!ins)
+        return ins.error();
+    ins->bind(1, kind).bind(2, sha256).bind(3, path).bind(4, configJson);
+    if (Status s = ins->exec(); !s)
+        return s.error();
+    auto q = m_db.prepare("SELECT id FROM model WHERE kind = ? AND sha256 = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, kind).bind(2, sha256);
+    if (!q->step())
+        return Error("model row missing after insert");
+    return q->columnInt(0);
+}
+
+Result<ModelRecord> ProjectDb::model(int64_t id)
+{
+    auto q = m_db.prepare("SELECT id, kind, sha256, path, config FROM model WHERE id = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, id);
+    if (!q->step())
+        return Error("no model " + std::to_string(id));
+    return ModelRecord{q->columnInt(0), q->columnText(1), q->columnText(2), q->columnText(3), q->columnText(4)};
+}
+
+Result<int64_t> ProjectDb::createRun(int64_t vitId, int64_t saeId, int topK, double threshold, int dSae,
+                                     const std::string &device)
+{
+    auto ins = m_db.prepare("INSERT INTO run(vit_id, sae_id, top_k, patch_threshold, d_sae, device, status) "
+                            "VALUES (?, ?, ?, ?, ?, ?, 'running')");
+    if (!ins)
+        return ins.error();
+    ins->bind(1, vitId).bind(2, saeId).bind(3, topK).bind(4, threshold).bind(5, dSae).bind(6, device);
+    if (Status s = ins->exec(); !s)
+        return s.error();
+    return m_db.lastInsertId();
+}
+
+Result<std::optional<int64_t>> ProjectDb::resumableRun(int64_t vitId, int64_t saeId, int topK, double threshold)
+{
+    auto q = m_db.prepare("SELECT id FROM run WHERE vit_id = ? AND sae_id = ? AND top_k = ? AND "
+                          "abs(patch_threshold - ?) < 1e-9 ORDER BY id DESC LIMIT 1");
+    if (!q)
+        return q.error();
+    q->bind(1, vitId).bind(2, saeId).bind(3, topK).bind(4, threshold);
+    if (q->step())
+        return std::optional<int64_t>(q->columnInt(0));
+    return std::optional<int64_t>();
+}
+
+Status ProjectDb::setRunStatus(int64_t runId, const std::string &status)
+{
+    auto q = m_db.prepare("UPDATE run SET status = ?, finished_at = CASE WHEN ? = 'running' THEN NULL ELSE "
+                          "strftime('%Y-%m-%dT%H:%M:%SZ', 'now') END WHERE id = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, status).bind(2, status).bind(3, runId);
+    return q->exec();
+}
+
+namespace {
+const char *kRunColumns = "SELECT id, vit_id, sae_id, top_k, patch_threshold, d_sae, device, status, started_at, "
+                          "coalesce(finished_at, ''), images_done FROM run ";
+RunRecord readRun(const Statement &q)
+{
+    RunRecord r;
+    r.id = q.columnInt(0);
+    r.vitId = q.columnInt(1);
+    r.saeId = q.columnInt(2);
+    r.topK = int(q.columnInt(3));
+    r.patchThreshold = q.columnDouble(4);
+    r.dSae = int(q.columnInt(5));
+    r.device = q.columnText(6);
+    r.status = q.columnText(7);
+    r.startedAt = q.columnText(8);
+    r.finishedAt = q.columnText(9);
+    r.imagesDone = q.columnInt(10);
+    return r;
+}
+} // namespace
+
+Result<RunRecord> ProjectDb::run(int64_t runId)
+{
+    auto q = m_db.prepare(std::string(kRunColumns) + "WHERE id = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, runId);
+    if (!q->step())
+        return Error("no run " + std::to_string(runId) + " in this project");
+    return readRun(*q);
+}
+
+Result<std::optional<RunRecord>> ProjectDb::latestRun()
+{
+    auto q = m_db.prepare(std::string(kRunColumns) + "ORDER BY status = 'done' DESC, id DESC LIMIT 1");
+    if (!q)
+        return q.error();
+    if (!q->step())
+        return std::optional<RunRecord>();
+    return std::optional<RunRecord>(readRun(*q));
+}
+
+// ---- import --------------------------------------------------------------------------------
+
+Result<int64_t> ProjectDb::upsertPatient(const std::string &code, const std::string &diagnosis, const Metadata &metadata)
+{
+    auto ins = m_db.prepare(
+        "INSERT INTO patient(code, diagnosis, metadata) VALUES (?, nullif(?, ''), ?) ON CONFLICT(code) DO UPDATE SET "
+        "diagnosis = coalesce(nullif(excluded.diagnosis, ''), patient.diagnosis), "
+        "metadata = CASE WHEN excluded.metadata = '{}' THEN patient.metadata ELSE excluded.metadata END");
+    if (!ins)
+        return ins.error();
+    ins->bind(1, code).bind(2, diagnosis).bind(3, metadataJson(metadata));
+    if (Status s = ins->exec(); !s)
+        return s.error();
+    auto q = m_db.prepare("SELECT id FROM patient WHERE code = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, code);
+    if (!q->step())
+        return Error("patient row missing after insert");
+    return q->columnInt(0);
+}
+
+Result<ImportCounts> ProjectDb::addImages(const std::vector<NewImage> &images)
+{
+    ImportCounts counts;
+    if (Status s = m_db.begin(); !s)
+        return s.error();
+    auto fail = [&](const Error &e) -> Result<ImportCounts> {
+        m_db.rollback();
+        return e;
+    };
+    auto ins = m_db.prepare("INSERT INTO image(path, sha256, file_size, width, height, channels, bit_depth, "
+                            "patient_id, class, qc_status, qc_reason, metadata) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, nullif(?, ''), ?, nullif(?, ''), ?) "
+                            "ON CONFLICT(path) DO NOTHING");
+    if (!ins)
+        return fail(ins.error());
+    std::unordered_map<std::string, int64_t> patientIds;
+    for (const NewImage &img : images) {
+        int64_t patientId = 0;
+        if (!img.patientCode.empty()) {
+            auto it = patientIds.find(img.patientCode);
+            if (it == patientIds.end() || !img.diagnosis.empty()) {
+                auto id = upsertPatient(img.patientCode, img.diagnosis, {});
+                if (!id)
+                    return fail(id.error());
+                it = patientIds.insert_or_assign(img.patientCode, *id).first;
+            }
+            patientId = it->second;
+        }
+        ins->reset();
+        ins->bind(1, img.path);
+        if (img.sha256.empty())
+            ins->bindNull(2);
+        else
+            ins->bind(2, img.sha256);
+        ins->bind(3, img.fileSize).bind(4, img.width).bind(5, img.height).bind(6, img.channels).bind(7, img.bitDepth);
+        if (patientId)
+            ins->bind(8, patientId);
+        else
+            ins->bindNull(8);
+        ins->bind(9, img.className).bind(10, std::string(img.ok ? "ok" : "rejected")).bind(11, img.qcReason);
+        ins->bind(12, metadataJson(img.metadata));
+        if (Status s = ins->exec(); !s)
+            return fail(Error(img.path + ": " + s.message()));
+        if (m_db.changes() == 0)
+            ++counts.alreadyPresent;
+        else if (img.ok)
+            ++counts.added;
+        else
+            ++counts.rejected;
+    }
+    if (Status s = m_db.commit(); !s)
+        return fail(s.error());
+    return counts;
+}
+
+Result<bool> ProjectDb::hasImagePath(const std::string &path)
+{
+    auto q = m_db.prepare("SELECT 1 FROM image WHERE path = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, path);
+    return q->step();
+}
+
+Result<std::vector<std::string>> ProjectDb::allImagePaths()
+{
+    auto q = m_db.prepare("SELECT path FROM image");
+    if (!q)
+        return q.error();
+    std::vector<std::string> out;
+    while (q->step())
+        out.push_back(q->columnText(0));
+    if (Status s = q->status(); !s)
+        return s.error();
+    return out;
+}
+
+// ---- a run ---------------------------------------------------------------------------------
+
+namespace {
+const char *kImageColumns =
+    "SELECT i.id, i.path, coalesce(i.sha256, ''), coalesce(i.width, 0), coalesce(i.height, 0), "
+    "coalesce(i.patient_id, 0), coalesce(p.code, ''), coalesce(p.diagnosis, ''), coalesce(i.class, ''), "
+    "i.qc_status, coalesce(i.qc_reason, '') FROM image i LEFT JOIN patient p ON p.id = i.patient_id ";
+ImageRecord readImage(const Statement &q)
+{
+    ImageRecord r;
+    r.id = q.columnInt(0);
+    r.path = q.columnText(1);
+    r.sha256 = q.columnText(2);
+    r.width = int(q.columnInt(3));
+    r.height = int(q.columnInt(4));
+    r.patientId = q.columnInt(5);
+    r.patientCode = q.columnText(6);
+    r.diagnosis = q.columnText(7);
+    r.className = q.columnText(8);
+    r.qcStatus = q.columnText(9);
+    r.qcReason = q.columnText(10);
+    return r;
+}
+} // namespace
+
+Result<std::vector<ImageRecord>> ProjectDb::pendingImages(int64_t runId)
+{
+    auto q = m_db.prepare(std::string(kImageColumns) +
+                          "WHERE i.qc_status = 'ok' AND NOT EXISTS (SELECT 1 FROM activation a WHERE a.run_id = ? "
+                          "AND a.image_id = i.id) ORDER BY i.id");
+    if (!q)
+        return q.error();
+    q->bind(1, runId);
+    std::vector<ImageRecord> out;
+    while (q->step())
+        out.push_back(readImage(*q));
+    if (Status s = q->status(); !s)
+        return s.error();
+    return out;
+}
+
+Status ProjectDb::writeResults(int64_t runId, const std::vector<ImageResultRow> &rows,
+                               const std::vector<std::pair<int64_t, std::string>> &failures)
+{
+    auto run = this->run(runId);
+    if (!run)
+        return run.error();
+    const int32_t maxLatent = std::max(0, run->dSae - 1);
+    if (Status s = m_db.begin(); !s)
+        return s;
+    auto fail = [&](const Error &e) -> Status {
+        m_db.rollback();
+        return e;
+    };
+    auto act = m_db.prepare("INSERT INTO activation(run_id, image_id, recon_error, recon_mse, n_active, tokens, "
+                            "concepts, cls) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    auto con = m_db.prepare("INSERT INTO image_concept(run_id, latent, mean, image_id, max_patch, n_patches) "
+                            "VALUES (?, ?, ?, ?, ?, ?)");
+    auto clearError = m_db.prepare("DELETE FROM run_error WHERE run_id = ? AND image_id = ?");
+    auto addError = m_db.prepare("INSERT OR REPLACE INTO run_error(run_id, image_id, message) VALUES (?, ?, ?)");
+    if (!act || !con || !clearError || !addError)
+        return fail(Error("cannot prepare the result statements"));
+    for (const ImageResultRow &r : rows) {
+        const std::vector<uint8_t> concepts = encodeConcepts(r.concepts, maxLatent);
+        const std::vector<uint8_t> cls = encodeFloats(r.cls);
+        act->reset();
+        act->bind(1, runId).bind(2, r.imageId).bind(3, double(r.reconError)).bind(4, double(r.reconMse));
+        act->bind(5, int64_t(r.concepts.size()));
+        act->bindBlob(6, r.tokensBlob.data(), r.tokensBlob.size()).bindBlob(7, concepts.data(), concepts.size());
+        if (r.cls.empty())
+            act->bindNull(8);
+        else
+            act->bindBlob(8, cls.data(), cls.size());
+        if (Status s = act->exec(); !s)
+            return fail(Error("image " + std::to_string(r.imageId) + ": " + s.message()));
+        for (const ImageConcept &c : r.concepts) {
+            con->reset();
+            con->bind(1, runId).bind(2, int64_t(c.latent)).bind(3, double(c.mean)).bind(4, r.imageId);
+            con->bind(5, double(c.maxPatch)).bind(6, int64_t(c.patchesAbove));
+            if (Status s = con->exec(); !s)
+                return fail(s.error());
+        }
+        clearError->reset();
+        clearError->bind(1, runId).bind(2, r.imageId);
+        if (Status s = clearError->exec(); !s)
+            return fail(s.error());
+    }
+    for (const auto &[imageId, message] : failures) {
+        addError->reset();
+        addError->bind(1, runId).bind(2, imageId).bind(3, message);
+        if (Status s = addError->exec(); !s)
+            return fail(s.error());
+    }
+    auto upd = m_db.prepare("UPDATE run SET images_done = images_done + ? WHERE id = ?");
+    if (!upd)
+        return fail(upd.error());
+    upd->bind(1, int64_t(rows.size())).bind(2, runId);
+    if (Status s = upd->exec(); !s)
+        return fail(s.error());
+    if (Status s = m_db.commit(); !s)
+        return fail(s.error());
+    return Status::success();
+}
+
+Status ProjectDb::computeStats(int64_t runId, const std::function<void(double)> &progress)
+{
+    auto run = this->run(runId);
+    if (!run)
+        return run.error();
+    auto total = count("SELECT count(*) FROM activation WHERE run_id = " + std::to_string(runId));
+    if (!total)
+        return total.error();
+    std::unordered_map<int64_t, std::string> classOf;
+    {
+        auto q = m_db.prepare("SELECT id, class FROM image WHERE class IS NOT NULL");
+        if (!q)
+            return q.error();
+        while (q->step())
+            classOf.emplace(q->columnInt(0), q->columnText(1));
+    }
+
+    std::vector<ConceptStats> stats(size_t(std::max(0, run->dSae)));
+    for (size_t l = 0; l < stats.size(); ++l)
+        stats[l].latent = int32_t(l);
+    // One pass in primary-key order (latent, mean ascending): the last rows are the top images.
+    auto q = m_db.prepare("SELECT latent, mean, image_id FROM image_concept WHERE run_id = ? ORDER BY latent, mean");
+    if (!q)
+        return q.error();
+    q->bind(1, runId);
+    int32_t current = -1;
+    double sum = 0;
+    std::vector<std::pair<double, int64_t>> top; // ring of the last 10 (mean, image)
+    auto flush = [&]() {
+        if (current < 0 || current >= int32_t(stats.size()))
+            return;
+        ConceptStats &s = stats[size_t(current)];
+        s.meanActivation = s.firingImages ? std::optional<double>(sum / double(s.firingImages)) : std::nullopt;
+        std::sort(top.begin(), top.end(), [](auto &a, auto &b) { return a.first > b.first; });
+        std::map<std::string, double> byLabel;
+        double labelled = 0;
+        for (const auto &[v, img] : top) {
+            s.topImages.push_back(img);
+            auto it = classOf.find(img);
+            if (it != classOf.end()) {
+                byLabel[it->second] += v;
+                labelled += v;
+            }
+        }
+        if (labelled > 0) {
+            double h = 0;
+            for (const auto &[label, v] : byLabel) {
+                const double p = v / labelled;
+                h -= p * std::log(p + 1e-9);
+            }
+            s.labelEntropy = h;
+        }
+    };
+    int64_t rowsSeen = 0;
+    while (q->step()) {
+        const int32_t latent = int32_t(q->columnInt(0));
+        const double mean = q->columnDouble(1);
+        if (latent != current) {
+            flush();
+            current = latent;
+            sum = 0;
+            top.clear();
+        }
+        if (latent >= 0 && latent < int32_t(stats.size()) && mean > 0) {
+            ++stats[size_t(latent)].firingImages;
+            sum += mean;
+            top.emplace_back(mean, q->columnInt(2));
+            if (top.size() > 10)
+                top.erase(top.begin()); // ascending order: drop the smallest
+        }
+        if (progress && (++rowsSeen % 200000) == 0)
+            progress(0.0);
+    }
+    flush();
+    if (Status s = q->status(); !s)
+        return s;
+
+    if (Status s = m_db.begin(); !s)
+        return s;
+    auto fail = [&](const Error &e) -> Status {
+        m_db.rollback();
+        return e;
+    };
+    auto del = m_db.prepare("DELETE FROM concept_stats WHERE run_id = ?");
+    if (!del)
+        return fail(del.error());
+    del->bind(1, runId);
+    if (Status s = del->exec(); !s)
+        return fail(s.error());
+    auto ins = m_db.prepare("INSERT INTO concept_stats(run_id, latent, firing_images, firing_freq, mean_activation, "
+                            "label_entropy, top_images, dead, dense, high_mean) VALUES (?,?,?,?,?,?,?,?,?,?)");
+    if (!ins)
+        return fail(ins.error());
+    for (ConceptStats &s : stats) {
+        s.firingFrequency = *total > 0 ? double(s.firingImages) / double(*total) : 0.0;
+        s.dead = s.firingImages == 0;
+        s.dense = s.firingFrequency > kDenseFrequency;
+        s.highMean = s.meanActivation && *s.meanActivation > kHighMean;
+        ins->reset();
+        ins->bind(1, runId).bind(2, int64_t(s.latent)).bind(3, s.firingImages).bind(4, s.firingFrequency);
+        if (s.meanActivation)
+            ins->bind(5, *s.meanActivation);
+        else
+            ins->bindNull(5);
+        if (s.labelEntropy)
+            ins->bind(6, *s.labelEntropy);
+        else
+            ins->bindNull(6);
+        ins->bind(7, jsonIds(s.topImages)).bind(8, int(s.dead)).bind(9, int(s.dense)).bind(10, int(s.highMean));
+        if (Status st = ins->exec(); !st)
+            return fail(st.error());
+    }
+    auto upd = m_db.prepare("UPDATE run SET stats_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = ?");
+    if (!upd)
+        return fail(upd.error());
+    upd->bind(1, runId);
+    if (Status s = upd->exec(); !s)
+        return fail(s.error());
+    if (Status s = m_db.commit(); !s)
+        return fail(s.error());
+    if (progress)
+        progress(1.0);
+    return Status::success();
+}
+
+// ---- queries -------------------------------------------------------------------------------
+
+Result<std::vector<CellHit>> ProjectDb::topCells(int64_t runId, int32_t latent, int limit, const CellFilter &filter)
+{
+    std::string sql = "SELECT c.image_id, c.mean, c.max_patch, c.n_patches FROM image_concept c ";
+    const bool byImage = filter.patientId || !filter.className.empty() || !filter.diagnosis.empty();
+    if (byImage)
+        sql += "JOIN image i ON i.id = c.image_id LEFT JOIN patient p ON p.id = i.patient_id ";
+    sql += "WHERE c.run_id = ?1 AND c.latent = ?2 ";
+    if (filter.patientId)
+        sql += "AND i.patient_id = ?3 ";
+    if (!filter.className.empty())
+        sql += "AND i.class = ?4 ";
+    if (!filter.diagnosis.empty())
+        sql += "AND p.diagnosis = ?5 ";
+    sql += "ORDER BY c.mean DESC LIMIT ?6";
+    auto q = m_db.prepare(sql);
+    if (!q)
+        return q.error();
+    q->bind(1, runId).bind(2, int64_t(latent)).bind(6, limit);
+    if (filter.patientId)
+        q->bind(3, filter.patientId);
+    if (!filter.className.empty())
+        q->bind(4, filter.className);
+    if (!filter.diagnosis.empty())
+        q->bind(5, filter.diagnosis);
+    std::vector<CellHit> out;
+    while (q->step())
+        out.push_back({q->columnInt(0), float(q->columnDouble(1)), float(q->columnDouble(2)), int(q->columnInt(3))});
+    if (Status s = q->status(); !s)
+        return s.error();
+    return out;
+}
+
+Result<std::vector<std::vector<CellHit>>> ProjectDb::quantileSample(int64_t runId, int32_t latent, int bins,
+                                                                    int perBin, uint64_t seed)
+{
+    if (bins < 1 || perBin < 1)
+        return Error("bins and cells per bin must be positive");
+    auto all = topCells(runId, latent, -1);
+    if (!all)
+        return all.error();
+    std::vector<std::vector<CellHit>> out(static_cast<size_t>(bins));
+    const size_t n = all->size();
+    std::mt19937_64 rng(seed ^ (uint64_t(latent) * 0x9e3779b97f4a7c15ull));
+    for (int b = 0; b < bins; ++b) {
+        const size_t lo = n * size_t(b) / size_t(bins), hi = n * size_t(b + 1) / size_t(bins);
+        std::vector<size_t> idx;
+        for (size_t i = lo; i < hi; ++i)
+            idx.push_back(i);
+        std::shuffle(idx.begin(), idx.end(), rng);
+        idx.resize(std::min(idx.size(), size_t(perBin)));
+        std::sort(idx.begin(), idx.end());
+        for (size_t i : idx)
+            out[size_t(b)].push_back((*all)[i]);
+    }
+    return out;
+}
+
+namespace {
+template <typename T, typename Decode>
+Result<T> blobQuery(Database &db, const char *column, int64_t runId, int64_t imageId, Decode decode)
+{
+    auto q = db.prepare(std::string("SELECT ") + column + " FROM activation WHERE run_id = ? AND image_id = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, runId).bind(2, imageId);
+    if (!q->step()) {
+        if (Status s = q->status(); !s)
+            return s.error();
+        return Error("image " + std::to_string(imageId) + " has no results in run " + std::to_string(runId));
+    }
+    size_t size = 0;
+    const auto *data = static_cast<const uint8_t *>(q->columnBlobData(0, size));
+    return decode(data, size);
+}
+} // namespace
+
+Result<std::vector<ImageConcept>> ProjectDb::conceptsOfImage(int64_t runId, int64_t imageId)
+{
+    return blobQuery<std::vector<ImageConcept>>(m_db, "concepts", runId, imageId, decodeConcepts);
+}
+
+Result<TokenTopK> ProjectDb::tokensOfImage(int64_t runId, int64_t imageId)
+{
+    return blobQuery<TokenTopK>(m_db, "tokens", runId, imageId, decodeTokenTopK);
+}
+
+Result<std::vector<TokenLatent>> ProjectDb::conceptsOfToken(int64_t runId, int64_t imageId, int token)
+{
+    auto t = tokensOfImage(runId, imageId);
+    if (!t)
+        return t.error();
+    if (token < 0 || token >= t->numTokens)
+        return Error("token " + std::to_string(token) + " out of range (0.." + std::to_string(t->numTokens - 1) + ")");
+    return std::vector<TokenLatent>(t->entries.begin() + t->offsets[size_t(token)],
+                                    t->entries.begin() + t->offsets[size_t(token) + 1]);
+}
+
+Result<std::vector<float>> ProjectDb::clsOfImage(int64_t runId, int64_t imageId)
+{
+    return blobQuery<std::vector<float>>(m_db, "cls", runId, imageId, decodeFloats);
+}
+
+Result<std::vector<FingerprintEntry>> ProjectDb::patientFingerprint(int64_t runId, int64_t patientId,
+                                                                   int64_t *cellCount)
+{
+    auto q = m_db.prepare("SELECT a.concepts FROM image i JOIN activation a ON a.image_id = i.id AND a.run_id = ? "
+                          "WHERE i.patient_id = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, runId).bind(2, patientId);
+    std::unordered_map<int32_t, int64_t> counts;
+    int64_t cells = 0;
+    while (q->step()) {
+        size_t size = 0;
+        const auto *data = static_cast<const uint8_t *>(q->columnBlobData(0, size));
+        auto concepts = decodeConcepts(data, size);
+        if (!concepts)
+            return concepts.error();
+        ++cells;
+        for (const ImageConcept &c : *concepts)
+            if (c.patchesAbove > 0)
+                ++counts[c.latent];
+    }
+    if (Status s = q->status(); !s)
+        return s.error();
+    std::vector<FingerprintEntry> out;
+    out.reserve(counts.size());
+    for (const auto &[latent, n] : counts)
+        out.push_back({latent, n, cells ? double(n) / double(cells) : 0.0});
+    std::sort(out.begin(), out.end(), [](const auto &a, const auto &b) {
+        return a.fraction != b.fraction ? a.fraction > b.fraction : a.latent < b.latent;
+    });
+    if (cellCount)
+        *cellCount = cells;
+    return out;
+}
+
+Result<std::optional<ConceptStats>> ProjectDb::conceptStats(int64_t runId, int32_t latent)
+{
+    auto q = m_db.prepare("SELECT firing_images, firing_freq, mean_activation, label_entropy, top_images, dead, dense, "
+                          "high_mean FROM concept_stats WHERE run_id = ? AND latent = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, runId).bind(2, int64_t(latent));
+    if (!q->step())
+        return std::optional<ConceptStats>();
+    ConceptStats s;
+    s.latent = latent;
+    s.firingImages = q->columnInt(0);
+    s.firingFrequency = q->columnDouble(1);
+    if (!q->columnIsNull(2))
+        s.meanActivation = q->columnDouble(2);
+    if (!q->columnIsNull(3))
+        s.labelEntropy = q->columnDouble(3);
+    s.topImages = parseIds(q->columnText(4));
+    s.dead = q->columnInt(5) != 0;
+    s.dense = q->columnInt(6) != 0;
+    s.highMean = q->columnInt(7) != 0;
+    return std::optional<ConceptStats>(s);
+}
+
+Result<ImageRecord> ProjectDb::image(int64_t imageId)
+{
+    auto q = m_db.prepare(std::string(kImageColumns) + "WHERE i.id = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, imageId);
+    if (!q->step())
+        return Error("no image " + std::to_string(imageId) + " in this project");
+    return readImage(*q);
+}
+
+Result<std::vector<PatientRecord>> ProjectDb::patients()
+{
+    auto q = m_db.prepare("SELECT p.id, p.code, coalesce(p.diagnosis, ''), (SELECT count(*) FROM image i WHERE "
+                          "i.patient_id = p.id AND i.qc_status = 'ok') FROM patient p ORDER BY p.code");
+    if (!q)
+        return q.error();
+    std::vector<PatientRecord> out;
+    while (q->step())
+        out.push_back({q->columnInt(0), q->columnText(1), q->columnText(2), q->columnInt(3)});
+    if (Status s = q->status(); !s)
+        return s.error();
+    return out;
+}
+
+Result<int64_t> ProjectDb::count(const std::string &sqlCountQuery)
+{
+    return m_db.queryInt(sqlCountQuery);
+}
+
+} // namespace cytosae::store

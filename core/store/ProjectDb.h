@@ -1,0 +1,188 @@
+#pragma once
+
+// The project database: one SQLite file per project (schema in docs/database.md). WAL mode,
+// foreign keys on, schema version in PRAGMA user_version with forward migrations.
+//
+// Threads: a ProjectDb is one connection and must be used by one thread at a time. Open
+// one per thread (the pipeline's writer has its own; views open a read connection); WAL lets
+// readers work while a run writes.
+
+#include "common/Result.h"
+#include "store/ActivationCodec.h"
+#include "store/Sqlite.h"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cytosae::store {
+
+constexpr int kSchemaVersion = 1;
+
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
+struct ModelRecord {
+    int64_t id = 0;
+    std::string kind; // "vit" or "sae"
+    std::string sha256;
+    std::string path;
+    std::string configJson;
+};
+
+struct RunRecord {
+    int64_t id = 0;
+    int64_t vitId = 0, saeId = 0;
+    int topK = 0;
+    double patchThreshold = 0.2;
+    int dSae = 0;
+    std::string device;
+    std::string status; // running, done, cancelled, failed
+    std::string startedAt, finishedAt;
+    int64_t imagesDone = 0;
+};
+
+struct NewImage {
+    std::string path;
+    std::string sha256;
+    int64_t fileSize = 0;
+    int width = 0, height = 0, channels = 0, bitDepth = 0;
+    std::string patientCode;
+    std::string className;
+    std::string diagnosis; // applied to the patient when given
+    bool ok = true;
+    std::string qcReason; // why rejected, or notes for accepted images
+    Metadata metadata;
+};
+
+struct ImageRecord {
+    int64_t id = 0;
+    std::string path;
+    std::string sha256;
+    int width = 0, height = 0;
+    int64_t patientId = 0; // 0: none
+    std::string patientCode;
+    std::string diagnosis;
+    std::string className;
+    std::string qcStatus;
+    std::string qcReason;
+};
+
+struct PatientRecord {
+    int64_t id = 0;
+    std::string code;
+    std::string diagnosis;
+    int64_t cells = 0;
+};
+
+// What the pipeline writes for one image of a run.
+struct ImageResultRow {
+    int64_t imageId = 0;
+    float reconError = 0, reconMse = 0;
+    std::vector<uint8_t> tokensBlob;      // encodeTokenTopK
+    std::vector<ImageConcept> concepts;   // every active latent
+    std::vector<float> cls;
+};
+
+struct CellHit {
+    int64_t imageId = 0;
+    float mean = 0, maxPatch = 0;
+    int patches = 0;
+};
+
+struct CellFilter {
+    int64_t patientId = 0;     // 0: any
+    std::string className;     // empty: any
+    std::string diagnosis;     // empty: any
+};
+
+struct ConceptStats {
+    int32_t latent = 0;
+    int64_t firingImages = 0;
+    double firingFrequency = 0;
+    std::optional<double> meanActivation;
+    std::optional<double> labelEntropy;
+    std::vector<int64_t> topImages;
+    bool dead = false, dense = false, highMean = false;
+};
+
+struct FingerprintEntry {
+    int32_t latent = 0;
+    int64_t cells = 0;   // cells of the patient in which the latent is active
+    double fraction = 0; // cells / patient's cells
+};
+
+struct ImportCounts {
+    int64_t added = 0, alreadyPresent = 0, rejected = 0;
+};
+
+class ProjectDb {
+public:
+    enum class OpenMode { Create, Existing, ReadOnly };
+    // Create makes the file when missing; Existing refuses a missing file. A file written by a
+    // newer version, or that is not a project database, is refused with a message.
+    static Result<ProjectDb> open(const std::string &path, OpenMode mode);
+
+    const std::string &path() const { return m_path; }
+    Database &db() { return m_db; }
+    int schemaVersion() const { return m_schemaVersion; }
+
+    // ---- models and runs ----
+    Result<int64_t> upsertModel(const std::string &kind, const std::string &sha256, const std::string &path,
+                                const std::string &configJson);
+    Result<ModelRecord> model(int64_t id);
+    Result<int64_t> createRun(int64_t vitId, int64_t saeId, int topK, double threshold, int dSae,
+                              const std::string &device);
+    // The newest run with these models and settings that did not finish (to resume it).
+    Result<std::optional<int64_t>> resumableRun(int64_t vitId, int64_t saeId, int topK, double threshold);
+    Status setRunStatus(int64_t runId, const std::string &status);
+    Result<RunRecord> run(int64_t runId);
+    // The newest finished run, else the newest run; nullopt when there is none.
+    Result<std::optional<RunRecord>> latestRun();
+
+    // ---- import ----
+    Result<int64_t> upsertPatient(const std::string &code, const std::string &diagnosis, const Metadata &metadata);
+    // Adds images in one transaction; images whose path is already present are left as they are.
+    Result<ImportCounts> addImages(const std::vector<NewImage> &images);
+    Result<bool> hasImagePath(const std::string &path);
+    Result<std::vector<std::string>> allImagePaths();
+
+    // ---- a run ----
+    // Accepted images without results in this run, in id order.
+    Result<std::vector<ImageRecord>> pendingImages(int64_t runId);
+    // One transaction: results, their concept rows, failures, and the run's counter.
+    Status writeResults(int64_t runId, const std::vector<ImageResultRow> &rows,
+                        const std::vector<std::pair<int64_t, std::string>> &failures);
+    // Per-latent statistics of a run (REFERENCE.md), replacing earlier ones.
+    Status computeStats(int64_t runId, const std::function<void(double)> &progress = {});
+
+    // ---- queries (index lookups) ----
+    Result<std::vector<CellHit>> topCells(int64_t runId, int32_t latent, int limit, const CellFilter &filter = {});
+    // perBin cells from each of `bins` equal-count activation bins (strongest bin first), seeded.
+    Result<std::vector<std::vector<CellHit>>> quantileSample(int64_t runId, int32_t latent, int bins, int perBin,
+                                                             uint64_t seed);
+    Result<std::vector<ImageConcept>> conceptsOfImage(int64_t runId, int64_t imageId);
+    Result<TokenTopK> tokensOfImage(int64_t runId, int64_t imageId);
+    Result<std::vector<TokenLatent>> conceptsOfToken(int64_t runId, int64_t imageId, int token);
+    Result<std::vector<float>> clsOfImage(int64_t runId, int64_t imageId);
+    // Fraction of the patient's cells in which each latent is active (a patch above threshold).
+    Result<std::vector<FingerprintEntry>> patientFingerprint(int64_t runId, int64_t patientId, int64_t *cellCount);
+    Result<std::optional<ConceptStats>> conceptStats(int64_t runId, int32_t latent);
+    Result<ImageRecord> image(int64_t imageId);
+    Result<std::vector<PatientRecord>> patients();
+    Result<int64_t> count(const std::string &sqlCountQuery);
+
+private:
+    ProjectDb() = default;
+    Status migrate();
+
+    Database m_db;
+    std::string m_path;
+    int m_schemaVersion = 0;
+    bool m_readOnly = false;
+};
+
+std::string metadataJson(const Metadata &metadata);
+
+} // namespace cytosae::store

@@ -1,0 +1,93 @@
+#pragma once
+
+// A thin RAII layer over the sqlite3 C API: errors become Result/Status values carrying
+// SQLite's message, never exceptions. One Database per thread (SQLite is opened in
+// multi-thread mode: a connection must not be shared between threads).
+
+#include "common/Result.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace cytosae::store {
+
+class Statement {
+public:
+    Statement() = default;
+    Statement(Statement &&other) noexcept;
+    Statement &operator=(Statement &&other) noexcept;
+    Statement(const Statement &) = delete;
+    Statement &operator=(const Statement &) = delete;
+    ~Statement();
+
+    // Binding is 1-based as in SQLite. Returns *this for chaining.
+    Statement &bind(int index, int64_t value);
+    Statement &bind(int index, int value) { return bind(index, int64_t(value)); }
+    Statement &bind(int index, double value);
+    Statement &bind(int index, const std::string &value);
+    Statement &bindBlob(int index, const void *data, size_t size);
+    Statement &bindNull(int index);
+
+    // Advances: true while a row is available; false at the end or on error (see status()).
+    bool step();
+    // Runs to completion (for statements without rows).
+    Status exec();
+    void reset();
+    Status status() const;
+
+    int64_t columnInt(int col) const;
+    double columnDouble(int col) const;
+    std::string columnText(int col) const;
+    std::vector<uint8_t> columnBlob(int col) const;
+    const void *columnBlobData(int col, size_t &size) const;
+    bool columnIsNull(int col) const;
+    int columnCount() const;
+    std::string columnName(int col) const;
+
+private:
+    friend class Database;
+    Statement(sqlite3 *db, sqlite3_stmt *stmt) : m_db(db), m_stmt(stmt) {}
+    sqlite3 *m_db = nullptr;
+    sqlite3_stmt *m_stmt = nullptr;
+    int m_lastCode = 0;
+    std::string m_error;
+};
+
+class Database {
+public:
+    Database() = default;
+    ~Database();
+    Database(Database &&other) noexcept;
+    Database &operator=(Database &&other) noexcept;
+    Database(const Database &) = delete;
+    Database &operator=(const Database &) = delete;
+
+    enum class Mode { ReadWriteCreate, ReadWrite, ReadOnly };
+    static Result<Database> open(const std::string &path, Mode mode);
+
+    bool isOpen() const { return m_db != nullptr; }
+    Status exec(const std::string &sql);
+    Result<Statement> prepare(const std::string &sql);
+    int64_t lastInsertId() const;
+    int changes() const;
+    std::string errorMessage() const;
+    // Integer result of a single-value query (e.g. PRAGMA user_version).
+    Result<int64_t> queryInt(const std::string &sql);
+    Result<std::string> queryText(const std::string &sql);
+
+    Status begin() { return exec("BEGIN IMMEDIATE"); }
+    Status commit() { return exec("COMMIT"); }
+    void rollback();
+
+    sqlite3 *handle() const { return m_db; }
+
+private:
+    sqlite3 *m_db = nullptr;
+};
+
+} // namespace cytosae::store
