@@ -108,26 +108,25 @@ Result<ScanResult> scanFolderImpl(const std::string &root, const ScanOptions &op
     std::error_code ec;
     fs::path rootPath = fs::absolute(fs::path(root), ec);
     if (ec)
-        return Error("could not resolve the import folder " + root + " (" + ec.message() + ")");
+        return Error("could not resolve the folder (" + ec.message() + ")");
     rootPath = rootPath.lexically_normal();
     // "/data/set/" normalises to "/data/set/"; drop the empty last part so item paths have no "//".
     if (!rootPath.has_filename() && rootPath.has_relative_path())
         rootPath = rootPath.parent_path();
-    const std::string rootText = rootPath.string();
 
     const fs::file_status rootStatus = fs::status(rootPath, ec);
     if (rootStatus.type() == fs::file_type::not_found)
-        return Error("the import folder does not exist: " + rootText);
+        return Error("the folder does not exist");
     if (ec)
-        return Error("could not access the import folder " + rootText + " (" + ec.message() + ")");
+        return Error("could not access the folder (" + ec.message() + ")");
     if (!fs::is_directory(rootStatus))
-        return Error("the import path is not a folder: " + rootText);
+        return Error("this is not a folder");
 
     // Canonical root for the "does this link leave the folder?" test; the item paths keep
     // the user's spelling so they match what the user sees.
     const fs::path rootCanonical = fs::canonical(rootPath, ec);
     if (ec)
-        return Error("could not resolve the import folder " + rootText + " (" + ec.message() + ")");
+        return Error("could not resolve the folder (" + ec.message() + ")");
 
     ScanResult result;
     auto addIssue = [&result](const fs::path &p, std::string message) {
@@ -415,7 +414,7 @@ Result<TableFile> loadTable(const std::string &csvPath, const char *what)
     std::error_code ec;
     fs::path p = fs::absolute(fs::path(csvPath), ec);
     if (ec)
-        return Error("could not resolve " + csvPath + " (" + ec.message() + ")");
+        return Error("could not resolve the file name (" + ec.message() + ")");
     p = p.lexically_normal();
 
     TableFile out;
@@ -425,29 +424,29 @@ Result<TableFile> loadTable(const std::string &csvPath, const char *what)
 
     const fs::file_status st = fs::status(p, ec);
     if (st.type() == fs::file_type::not_found)
-        return Error(std::string("the ") + what + " does not exist: " + out.absolutePath);
+        return Error(std::string("the ") + what + " does not exist");
     if (ec)
-        return Error("could not access the " + std::string(what) + " " + out.absolutePath + " (" + ec.message() + ")");
+        return Error("could not access the " + std::string(what) + " (" + ec.message() + ")");
     if (fs::is_directory(st))
-        return Error(out.fileName + ": this is a folder, not a CSV file");
+        return Error("this is a folder, not a CSV file");
 
     constexpr size_t maxBytes = 256u << 20;
     const uintmax_t size = fs::file_size(p, ec);
     if (!ec && size > maxBytes) {
-        return Error(out.fileName + ": the file is " + std::to_string(size >> 20) + " MiB, more than the "
+        return Error("the file is " + std::to_string(size >> 20) + " MiB, more than the "
                      + std::to_string(maxBytes >> 20) + " MiB a table may have");
     }
 
     std::ifstream in(p, std::ios::binary);
     if (!in)
-        return Error(out.fileName + ": the file could not be opened (check that it is readable)");
+        return Error("the file could not be opened (check that it is readable)");
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (in.bad())
-        return Error(out.fileName + ": the file could not be read to the end");
+        return Error("the file could not be read to the end");
 
     auto parsed = parseCsvImpl(text, maxBytes);
     if (!parsed)
-        return parsed.error().withContext(out.fileName);
+        return parsed.error();
     out.table = std::move(parsed).value();
     return out;
 }
@@ -506,7 +505,7 @@ Result<ScanResult> readManifestImpl(const std::string &csvPath)
         names.push_back(normaliseColumnName(h));
     const int pathCol = findColumn(names, {"path", "file", "filename", "image"});
     if (pathCol < 0) {
-        return Error(file.fileName + ": no column for the image path (expected path, file, filename or image); columns found: "
+        return Error("no column for the image path (expected path, file, filename or image); columns found: "
                      + columnsFound(table.header));
     }
     const int patientCol = findColumn(names, {"patient", "patient_id", "patient_code"});
@@ -572,7 +571,7 @@ Result<std::vector<PatientRow>> readPatientTableImpl(const std::string &csvPath,
         names.push_back(normaliseColumnName(h));
     const int codeCol = findColumn(names, {"patient", "patient_id", "patient_code", "code"});
     if (codeCol < 0) {
-        return Error(file.fileName + ": no patient column (expected patient, patient_id, patient_code or code); columns found: "
+        return Error("no patient column (expected patient, patient_id, patient_code or code); columns found: "
                      + columnsFound(table.header));
     }
     const int diagnosisCol = findColumn(names, {"diagnosis", "label", "subtype"});
@@ -660,9 +659,9 @@ Result<ScanResult> scanFolder(const std::string &root, const ScanOptions &option
     try {
         return scanFolderImpl(root, options);
     } catch (const std::bad_alloc &) {
-        return Error("ran out of memory while scanning the import folder " + root);
+        return Error("ran out of memory while scanning the folder");
     } catch (const std::exception &e) {
-        return Error("scanning the import folder " + root + " failed unexpectedly (" + e.what() + ")");
+        return Error(std::string("scanning the folder failed unexpectedly (") + e.what() + ")");
     }
 }
 
@@ -671,9 +670,9 @@ Result<ScanResult> readManifest(const std::string &csvPath)
     try {
         return readManifestImpl(csvPath);
     } catch (const std::bad_alloc &) {
-        return Error("ran out of memory while reading the manifest " + csvPath);
+        return Error("ran out of memory while reading the manifest");
     } catch (const std::exception &e) {
-        return Error("reading the manifest " + csvPath + " failed unexpectedly (" + e.what() + ")");
+        return Error(std::string("reading the manifest failed unexpectedly (") + e.what() + ")");
     }
 }
 
@@ -682,9 +681,9 @@ Result<std::vector<PatientRow>> readPatientTable(const std::string &csvPath, std
     try {
         return readPatientTableImpl(csvPath, issues);
     } catch (const std::bad_alloc &) {
-        return Error("ran out of memory while reading the patient table " + csvPath);
+        return Error("ran out of memory while reading the patient table");
     } catch (const std::exception &e) {
-        return Error("reading the patient table " + csvPath + " failed unexpectedly (" + e.what() + ")");
+        return Error(std::string("reading the patient table failed unexpectedly (") + e.what() + ")");
     }
 }
 

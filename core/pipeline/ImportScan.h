@@ -4,9 +4,11 @@
 // Nothing is decoded here: a scan only lists paths, so it stays fast on folders with
 // hundreds of thousands of cells, and decoding problems are reported later, per image.
 //
-// Whole-call failures (folder missing, table without the required column) are Errors;
-// problems with a single entry (an unreadable sub-folder, a bad manifest row, a link that
-// was not followed) are ScanIssues next to the items, so one bad row never costs the import.
+// Whole-call failures (folder missing, table without the required column) are Errors whose
+// messages never contain the folder or file path: callers add it with Error::withContext, as
+// for imaging::decodeImageFile. Problems with a single entry (an unreadable sub-folder, a bad
+// manifest row, a link that was not followed) are ScanIssues next to the items instead, so one
+// bad row never costs the whole import.
 
 #include "common/Result.h"
 
@@ -61,7 +63,6 @@ Result<FolderLayout> parseLayout(const std::string &name);
 // The inverse of parseLayout, for command lines and saved projects.
 const char *layoutName(FolderLayout layout);
 
-// Errors (root missing or not a folder) include the path, since the user typed or chose it.
 Result<ScanResult> scanFolder(const std::string &root, const ScanOptions &options = {});
 
 // CSV manifest, one image per row. Column names are matched case-insensitively, with spaces
@@ -72,8 +73,8 @@ Result<ScanResult> scanFolder(const std::string &root, const ScanOptions &option
 //   class (or label, cell_type)           optional
 //   diagnosis                             optional
 // Every other column becomes metadata under its header name, in column order. Files are not
-// checked for existence here; that happens when they are decoded.
-// Errors start with the manifest's file name ("manifest.csv: ...").
+// checked for existence here; that happens when they are decoded. Row issues name the file
+// and line ("manifest.csv line 7: 3 fields, header has 4").
 Result<ScanResult> readManifest(const std::string &csvPath);
 
 // Patient table: patient (or patient_id, patient_code, code) required; diagnosis (or label,

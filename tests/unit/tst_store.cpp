@@ -1,0 +1,330 @@
+// The project database: blob codecs, schema and migrations, refusal of foreign or newer
+// files, import bookkeeping, result writes and every query the views use, and statistics
+// checked against values computed by hand.
+
+#include "store/ActivationCodec.h"
+#include "store/ProjectDb.h"
+
+#include <QFile>
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include <cmath>
+
+using namespace cytosae;
+using namespace cytosae::store;
+
+namespace {
+
+ProjectDb mustOpen(const QString &path, ProjectDb::OpenMode mode = ProjectDb::OpenMode::Create)
+{
+    auto db = ProjectDb::open(path.toStdString(), mode);
+    if (!db)
+        qFatal("open failed: %s", db.message().c_str());
+    return std::move(db.value());
+}
+
+NewImage img(const std::string &path, const std::string &patient, const std::string &cls, const std::string &dx = {})
+{
+    NewImage i;
+    i.path = path;
+    i.sha256 = std::string(64, 'a');
+    i.width = i.height = 100;
+    i.channels = 3;
+    i.bitDepth = 8;
+    i.patientCode = patient;
+    i.className = cls;
+    i.diagnosis = dx;
+    return i;
+}
+
+// A result row whose concepts are given; tokens carry latent `l` on token 1 with value `mean`.
+ImageResultRow row(int64_t imageId, std::vector<ImageConcept> concepts)
+{
+    ImageResultRow r;
+    r.imageId = imageId;
+    r.reconError = 0.25f;
+    const int tokens = 3, k = 2;
+    std::vector<int32_t> ids(tokens * k, -1);
+    std::vector<float> vals(tokens * k, 0.f);
+    if (!concepts.empty()) {
+        ids[2] = concepts[0].latent;
+        vals[2] = concepts[0].maxPatch;
+    }
+    r.tokensBlob = encodeTokenTopK(tokens, k, ids.data(), vals.data(), 99);
+    r.concepts = std::move(concepts);
+    r.cls = {1.f, 2.f};
+    return r;
+}
+
+} // namespace
+
+class TestStore : public QObject {
+    Q_OBJECT
+
+private slots:
+    void halfFloatRoundTrip()
+    {
+        for (float v : {0.f, 1.f, -2.5f, 0.2f, 65504.f, 6.1035156e-05f, 5.9604645e-08f, 1e-9f, 70000.f}) {
+            const float back = halfToFloat(floatToHalf(v));
+            if (v > 65504.f)
+                QVERIFY(std::isinf(back));
+            else if (std::abs(v) < 2.9e-8f)
+                QCOMPARE(back, 0.f);
+            else
+                QVERIFY2(std::abs(back - v) <= std::abs(v) * 0.0005f + 6e-8f, qPrintable(QString::number(v)));
+        }
+        QCOMPARE(floatToHalf(1.0f), uint16_t(0x3c00));
+        QCOMPARE(floatToHalf(-2.0f), uint16_t(0xc000));
+        QCOMPARE(floatToHalf(1.0f + 1.0f / 2048), uint16_t(0x3c00)); // ties to even
+        QCOMPARE(floatToHalf(1.0f + 3.0f / 2048), uint16_t(0x3c02));
+    }
+
+    void tokenBlobRoundTrip()
+    {
+        // 3 tokens x k=3; unused slots (-1 / 0) are dropped.
+        const int32_t ids[] = {7, 3, -1, 40000, 2, 9, -1, -1, -1};
+        const float vals[] = {2.f, 0.5f, 0.f, 1.25f, 0.75f, 0.f, 0.f, 0.f, 0.f};
+        const auto blob = encodeTokenTopK(3, 3, ids, vals, 49151);
+        QCOMPARE(blob.size(), size_t(8 + 3 + 4 * 4)); // header, 3 counts, 4 entries of 2+2 bytes
+        auto t = decodeTokenTopK(blob.data(), blob.size());
+        QVERIFY2(t.ok(), t.message().c_str());
+        QCOMPARE(t->numTokens, 3);
+        QCOMPARE(t->offsets, (std::vector<uint32_t>{0, 2, 4, 4}));
+        QCOMPARE(t->entries[2].latent, 40000);
+        QCOMPARE(t->entries[2].value, 1.25f);
+        // Ids above 65535 switch to 4-byte ids.
+        const int32_t big[] = {100000};
+        const float one[] = {1.f};
+        auto wide = encodeTokenTopK(1, 1, big, one, 131071);
+        auto w = decodeTokenTopK(wide.data(), wide.size());
+        QVERIFY(w.ok());
+        QCOMPARE(w->entries[0].latent, 100000);
+        // Damage is detected, not read past.
+        auto cut = blob;
+        cut.resize(blob.size() - 1);
+        QVERIFY(!decodeTokenTopK(cut.data(), cut.size()).ok());
+        cut = blob;
+        cut[8] = 200; // first token claims 200 entries
+        QVERIFY(!decodeTokenTopK(cut.data(), cut.size()).ok());
+        QVERIFY(!decodeTokenTopK(nullptr, 0).ok());
+    }
+
+    void conceptBlobSortedByMean()
+    {
+        auto blob = encodeConcepts({{5, 0.1f, 0.3f, 1}, {2, 0.9f, 2.f, 7}, {8, 0.5f, 1.f, 0}}, 9);
+        auto c = decodeConcepts(blob.data(), blob.size());
+        QVERIFY(c.ok());
+        QCOMPARE(int(c->size()), 3);
+        QCOMPARE((*c)[0].latent, 2);
+        QCOMPARE((*c)[0].patchesAbove, 7);
+        QCOMPARE((*c)[2].latent, 5);
+        blob.pop_back();
+        QVERIFY(!decodeConcepts(blob.data(), blob.size()).ok());
+    }
+
+    void schemaAndPragmas()
+    {
+        QTemporaryDir dir;
+        const QString path = dir.filePath("p.cyto");
+        {
+            ProjectDb db = mustOpen(path);
+            QCOMPARE(db.schemaVersion(), kSchemaVersion);
+            QCOMPARE(*db.db().queryText("PRAGMA journal_mode"), std::string("wal"));
+            QCOMPARE(*db.db().queryInt("PRAGMA foreign_keys"), int64_t(1));
+            QCOMPARE(*db.db().queryInt("PRAGMA user_version"), int64_t(kSchemaVersion));
+            // Foreign keys are enforced: a result for an image that does not exist is refused.
+            QVERIFY(!db.db().exec("INSERT INTO activation(run_id, image_id, n_active, tokens, concepts) "
+                                  "VALUES (99, 99, 0, x'', x'')"));
+        }
+        // Reopening an existing project keeps it.
+        ProjectDb again = mustOpen(path, ProjectDb::OpenMode::Existing);
+        QCOMPARE(again.schemaVersion(), kSchemaVersion);
+        QVERIFY(!ProjectDb::open(dir.filePath("missing.cyto").toStdString(), ProjectDb::OpenMode::Existing).ok());
+    }
+
+    void foreignAndNewerFilesAreRefused()
+    {
+        QTemporaryDir dir;
+        // A newer schema: refused, and not modified.
+        const QString newer = dir.filePath("newer.cyto");
+        {
+            ProjectDb db = mustOpen(newer);
+            QVERIFY(db.db().exec("PRAGMA user_version = 99"));
+        }
+        QFile f(newer);
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        const QByteArray before = f.readAll();
+        f.close();
+        auto r = ProjectDb::open(newer.toStdString(), ProjectDb::OpenMode::Existing);
+        QVERIFY(!r.ok());
+        QVERIFY2(r.message().find("newer") != std::string::npos, r.message().c_str());
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        QCOMPARE(f.readAll(), before);
+        f.close();
+        // Another application's SQLite file.
+        const QString other = dir.filePath("other.db");
+        {
+            auto raw = Database::open(other.toStdString(), Database::Mode::ReadWriteCreate);
+            QVERIFY(raw.ok());
+            QVERIFY(raw->exec("CREATE TABLE t(x)"));
+        }
+        auto o = ProjectDb::open(other.toStdString(), ProjectDb::OpenMode::Existing);
+        QVERIFY(!o.ok());
+        QVERIFY2(o.message().find("not a CytoSAE project") != std::string::npos, o.message().c_str());
+        // Not SQLite at all.
+        const QString text = dir.filePath("notes.cyto");
+        QFile t(text);
+        QVERIFY(t.open(QIODevice::WriteOnly));
+        t.write(QByteArray(4096, 'x'));
+        t.close();
+        auto n = ProjectDb::open(text.toStdString(), ProjectDb::OpenMode::Existing);
+        QVERIFY(!n.ok());
+        QVERIFY2(n.message().find("not a CytoSAE project") != std::string::npos, n.message().c_str());
+    }
+
+    void importIsIdempotent()
+    {
+        QTemporaryDir dir;
+        ProjectDb db = mustOpen(dir.filePath("p.cyto"));
+        std::vector<NewImage> batch = {img("/a/1.png", "AAA", "blast", "APL"), img("/a/2.png", "AAA", "blast"),
+                                       img("/b/3.png", "BBB", "lymph", "control")};
+        batch.push_back(img("/b/bad.png", "BBB", ""));
+        batch.back().ok = false;
+        batch.back().qcReason = "file is empty (0 bytes)";
+        auto c = db.addImages(batch);
+        QVERIFY2(c.ok(), c.message().c_str());
+        QCOMPARE(c->added, int64_t(3));
+        QCOMPARE(c->rejected, int64_t(1));
+        auto again = db.addImages(batch);
+        QVERIFY(again.ok());
+        QCOMPARE(again->added, int64_t(0));
+        QCOMPARE(again->alreadyPresent, int64_t(4));
+        QCOMPARE(*db.count("SELECT count(*) FROM image"), int64_t(4));
+        auto patients = db.patients();
+        QVERIFY(patients.ok());
+        QCOMPARE(int(patients->size()), 2);
+        QCOMPARE(QString::fromStdString((*patients)[0].diagnosis), QStringLiteral("APL")); // AAA, kept from row 1
+        QCOMPARE((*patients)[0].cells, int64_t(2));
+        QCOMPARE(QString::fromStdString((*patients)[1].diagnosis), QStringLiteral("control"));
+        QCOMPARE(*db.db().queryText("SELECT qc_reason FROM image WHERE path = '/b/bad.png'"),
+                 std::string("file is empty (0 bytes)"));
+    }
+
+    void resultsAndQueries()
+    {
+        QTemporaryDir dir;
+        ProjectDb db = mustOpen(dir.filePath("p.cyto"));
+        // 12 images: patients AAA (APL, 6 cells) and BBB (control, 6 cells), classes alternate.
+        std::vector<NewImage> images;
+        for (int i = 0; i < 12; ++i)
+            images.push_back(img("/img" + std::to_string(i) + ".png", i < 6 ? "AAA" : "BBB", i % 2 ? "blast" : "lymph",
+                                 i < 6 ? "APL" : "control"));
+        QVERIFY(db.addImages(images).ok());
+        auto vit = db.upsertModel("vit", "v1", "/m/vit.pth", "{}");
+        auto sae = db.upsertModel("sae", "s1", "/m/sae.pt", "{}");
+        QVERIFY(vit.ok() && sae.ok());
+        QCOMPARE(*db.upsertModel("vit", "v1", "/elsewhere/vit.pth", "{}"), *vit); // same hash, same model
+        auto run = db.createRun(*vit, *sae, 2, 0.2, 100, "cpu");
+        QVERIFY(run.ok());
+
+        // Latent 7 fires with mean (i + 1) / 10 on image i; latent 3 only on AAA's cells, above
+        // the threshold on the first two; latent 50 never reaches a patch threshold.
+        std::vector<ImageResultRow> rows;
+        for (int i = 0; i < 12; ++i) {
+            std::vector<ImageConcept> c = {{7, float(i + 1) / 10.f, float(i + 1) / 5.f, i}};
+            if (i < 6)
+                c.push_back({3, 0.05f, 0.4f, i < 2 ? 3 : 0});
+            c.push_back({50, 0.01f, 0.1f, 0});
+            rows.push_back(row(i + 1, c));
+        }
+        QVERIFY(db.writeResults(*run, {rows.begin(), rows.begin() + 5}, {}));
+        QVERIFY(db.writeResults(*run, {rows.begin() + 5, rows.end()}, {}));
+        QCOMPARE(db.run(*run)->imagesDone, int64_t(12));
+        QVERIFY(db.pendingImages(*run)->empty());
+        // A second write of the same image is refused as a whole batch (exactly once).
+        QVERIFY(!db.writeResults(*run, {rows[0]}, {}));
+        QCOMPARE(db.run(*run)->imagesDone, int64_t(12));
+
+        auto top = db.topCells(*run, 7, 3);
+        QVERIFY(top.ok());
+        QCOMPARE(int(top->size()), 3);
+        QCOMPARE((*top)[0].imageId, int64_t(12));
+        QCOMPARE((*top)[2].imageId, int64_t(10));
+        QCOMPARE((*top)[0].patches, 11);
+        CellFilter onlyAaa;
+        onlyAaa.patientId = (*db.patients())[0].id;
+        auto topA = db.topCells(*run, 7, 10, onlyAaa);
+        QCOMPARE(int(topA->size()), 6);
+        QCOMPARE((*topA)[0].imageId, int64_t(6));
+        CellFilter blastControl;
+        blastControl.className = "blast";
+        blastControl.diagnosis = "control";
+        auto topB = db.topCells(*run, 7, 10, blastControl);
+        QCOMPARE(int(topB->size()), 3); // images 8, 10, 12 (odd i in BBB)
+        QCOMPARE((*topB)[0].imageId, int64_t(12));
+
+        auto bins = db.quantileSample(*run, 7, 3, 2, 42);
+        QVERIFY(bins.ok());
+        QCOMPARE(int(bins->size()), 3);
+        for (const auto &hit : (*bins)[0])
+            QVERIFY(hit.mean >= 0.9f - 1e-6f); // strongest third: images 9..12
+        for (const auto &hit : (*bins)[2])
+            QVERIFY(hit.mean <= 0.4f + 1e-6f);
+        QCOMPARE(db.quantileSample(*run, 7, 3, 2, 42)->at(1).at(0).imageId, (*bins)[1][0].imageId); // seeded
+
+        auto concepts = db.conceptsOfImage(*run, 1);
+        QVERIFY(concepts.ok());
+        QCOMPARE(int(concepts->size()), 3);
+        QCOMPARE((*concepts)[0].latent, 7);
+        auto token = db.conceptsOfToken(*run, 3, 1);
+        QVERIFY(token.ok());
+        QCOMPARE(int(token->size()), 1);
+        QCOMPARE((*token)[0].latent, 7);
+        QVERIFY(std::abs((*token)[0].value - 0.6f) < 1e-3f); // stored as float16
+        QVERIFY(!db.conceptsOfToken(*run, 3, 3).ok());
+        QCOMPARE(*db.clsOfImage(*run, 2), (std::vector<float>{1.f, 2.f}));
+        QVERIFY(!db.conceptsOfImage(*run, 999).ok());
+
+        int64_t cells = 0;
+        auto fp = db.patientFingerprint(*run, onlyAaa.patientId, &cells);
+        QVERIFY(fp.ok());
+        QCOMPARE(cells, int64_t(6));
+        std::map<int, double> frac;
+        for (const auto &e : *fp)
+            frac[e.latent] = e.fraction;
+        QCOMPARE(frac[7], 5.0 / 6.0); // image 1 has 0 patches above threshold
+        QCOMPARE(frac[3], 2.0 / 6.0);
+        QVERIFY(!frac.count(50));
+
+        QVERIFY(db.computeStats(*run));
+        auto s7 = db.conceptStats(*run, 7);
+        QVERIFY(s7.ok() && s7->has_value());
+        QCOMPARE((*s7)->firingImages, int64_t(12));
+        QCOMPARE((*s7)->firingFrequency, 1.0);
+        QVERIFY(std::abs(*(*s7)->meanActivation - 0.65) < 1e-6); // mean of 0.1 .. 1.2
+        QCOMPARE(int((*s7)->topImages.size()), 10);
+        QCOMPARE((*s7)->topImages.front(), int64_t(12));
+        QCOMPARE((*s7)->topImages.back(), int64_t(3));
+        // Entropy over the top 10 (images 3..12), weights = means, labels alternate.
+        double blast = 0, lymph = 0;
+        for (int i = 2; i < 12; ++i)
+            (i % 2 ? blast : lymph) += (i + 1) / 10.0;
+        const double pb = blast / (blast + lymph), pl = lymph / (blast + lymph);
+        const double h = -(pb * std::log(pb + 1e-9) + pl * std::log(pl + 1e-9));
+        QVERIFY(std::abs(*(*s7)->labelEntropy - h) < 1e-6);
+        QVERIFY((*s7)->dense);
+        QVERIFY((*s7)->highMean);
+        auto s3 = db.conceptStats(*run, 3);
+        QCOMPARE((*s3)->firingFrequency, 0.5);
+        QVERIFY(std::abs(*(*s3)->labelEntropy - (-(0.5 * std::log(0.5 + 1e-9)) * 2)) < 1e-6);
+        QVERIFY(!(*s3)->dense);
+        auto s0 = db.conceptStats(*run, 0);
+        QVERIFY((*s0)->dead);
+        QVERIFY(!(*s0)->meanActivation.has_value());
+        QCOMPARE(*db.count("SELECT count(*) FROM concept_stats WHERE run_id = " + std::to_string(*run)), int64_t(100));
+    }
+};
+
+QTEST_APPLESS_MAIN(TestStore)
+#include "tst_store.moc"
