@@ -79,12 +79,16 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
     auto db = store::ProjectDb::open(projectPath, store::ProjectDb::OpenMode::Existing);
     if (!db)
         return db.error().withContext(projectPath);
-    if (options.engine.topK > 255)
-        return Error("at most 255 latents per token can be stored (--top-k)");
-    auto engine = model::Engine::load(options.engine);
-    if (!engine)
-        return engine.error();
-    model::Engine &eng = **engine;
+    std::shared_ptr<model::Engine> engine = options.loadedEngine;
+    if (!engine) {
+        auto loaded = model::Engine::load(options.engine);
+        if (!loaded)
+            return loaded.error();
+        engine = std::move(loaded.value());
+    }
+    model::Engine &eng = *engine;
+    const int topK = eng.params().topK;
+    const double threshold = eng.params().patchThreshold;
     report.device = eng.deviceName();
 
     auto vitId = db->upsertModel("vit", eng.vit().sha256, options.engine.vitPath, vitConfigJson(eng.vit()));
@@ -93,8 +97,8 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
     auto saeId = db->upsertModel("sae", eng.sae().sha256, options.engine.saePath, saeConfigJson(eng.sae()));
     if (!saeId)
         return saeId.error();
-    const int topK = options.engine.topK;
-    const double threshold = options.engine.patchThreshold;
+    if (topK > 255)
+        return Error("at most 255 latents per token can be stored (--top-k)");
     auto existing = db->resumableRun(*vitId, *saeId, topK, threshold);
     if (!existing)
         return existing.error();

@@ -13,12 +13,16 @@
 #include "model/Engine.h"
 
 #include <atomic>
+#include <memory>
 #include <string>
 
 namespace cytosae::pipeline {
 
 struct RunOptions {
     model::EngineParams engine; // vitPath, saePath, device, topK (stored per token), ...
+    // An engine already loaded (the GUI keeps one; benchmarks build one in memory). When set,
+    // `engine` above is not loaded again and only its paths are recorded.
+    std::shared_ptr<model::Engine> loadedEngine;
     int batchSize = 8;
     int readerThreads = 1;
     bool computeStats = true;

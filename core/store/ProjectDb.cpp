@@ -70,11 +70,17 @@ CREATE TABLE activation(
     recon_error REAL,
     recon_mse REAL,
     n_active INTEGER NOT NULL,
-    tokens BLOB NOT NULL,
     concepts BLOB NOT NULL,
-    cls BLOB,
     UNIQUE (run_id, image_id));
 CREATE INDEX activation_image ON activation(image_id);
+-- The large per-image blobs live in their own tables so that reading a cell's concepts (the
+-- fingerprint reads 1,000 of them) never walks through token overflow pages.
+CREATE TABLE activation_tokens(
+    activation_id INTEGER PRIMARY KEY REFERENCES activation(id) ON DELETE CASCADE,
+    tokens BLOB NOT NULL);
+CREATE TABLE activation_cls(
+    activation_id INTEGER PRIMARY KEY REFERENCES activation(id) ON DELETE CASCADE,
+    cls BLOB NOT NULL);
 CREATE TABLE image_concept(
     run_id INTEGER NOT NULL,
     latent INTEGER NOT NULL,
@@ -480,27 +486,35 @@ Status ProjectDb::writeResults(int64_t runId, const std::vector<ImageResultRow> 
         m_db.rollback();
         return e;
     };
-    auto act = m_db.prepare("INSERT INTO activation(run_id, image_id, recon_error, recon_mse, n_active, tokens, "
-                            "concepts, cls) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    auto act = m_db.prepare("INSERT INTO activation(run_id, image_id, recon_error, recon_mse, n_active, concepts) "
+                            "VALUES (?, ?, ?, ?, ?, ?)");
+    auto tok = m_db.prepare("INSERT INTO activation_tokens(activation_id, tokens) VALUES (?, ?)");
+    auto clsIns = m_db.prepare("INSERT INTO activation_cls(activation_id, cls) VALUES (?, ?)");
     auto con = m_db.prepare("INSERT INTO image_concept(run_id, latent, mean, image_id, max_patch, n_patches) "
                             "VALUES (?, ?, ?, ?, ?, ?)");
     auto clearError = m_db.prepare("DELETE FROM run_error WHERE run_id = ? AND image_id = ?");
     auto addError = m_db.prepare("INSERT OR REPLACE INTO run_error(run_id, image_id, message) VALUES (?, ?, ?)");
-    if (!act || !con || !clearError || !addError)
+    if (!act || !tok || !clsIns || !con || !clearError || !addError)
         return fail(Error("cannot prepare the result statements"));
     for (const ImageResultRow &r : rows) {
         const std::vector<uint8_t> concepts = encodeConcepts(r.concepts, maxLatent);
         const std::vector<uint8_t> cls = encodeFloats(r.cls);
         act->reset();
         act->bind(1, runId).bind(2, r.imageId).bind(3, double(r.reconError)).bind(4, double(r.reconMse));
-        act->bind(5, int64_t(r.concepts.size()));
-        act->bindBlob(6, r.tokensBlob.data(), r.tokensBlob.size()).bindBlob(7, concepts.data(), concepts.size());
-        if (r.cls.empty())
-            act->bindNull(8);
-        else
-            act->bindBlob(8, cls.data(), cls.size());
+        act->bind(5, int64_t(r.concepts.size())).bindBlob(6, concepts.data(), concepts.size());
         if (Status s = act->exec(); !s)
             return fail(Error("image " + std::to_string(r.imageId) + ": " + s.message()));
+        const int64_t activationId = m_db.lastInsertId();
+        tok->reset();
+        tok->bind(1, activationId).bindBlob(2, r.tokensBlob.data(), r.tokensBlob.size());
+        if (Status s = tok->exec(); !s)
+            return fail(s.error());
+        if (!r.cls.empty()) {
+            clsIns->reset();
+            clsIns->bind(1, activationId).bindBlob(2, cls.data(), cls.size());
+            if (Status s = clsIns->exec(); !s)
+                return fail(s.error());
+        }
         for (const ImageConcept &c : r.concepts) {
             con->reset();
             con->bind(1, runId).bind(2, int64_t(c.latent)).bind(3, double(c.mean)).bind(4, r.imageId);
@@ -715,10 +729,11 @@ Result<std::vector<std::vector<CellHit>>> ProjectDb::quantileSample(int64_t runI
 }
 
 namespace {
+// `select` reads one blob column of the image's results, given ?1 = run, ?2 = image.
 template <typename T, typename Decode>
-Result<T> blobQuery(Database &db, const char *column, int64_t runId, int64_t imageId, Decode decode)
+Result<T> blobQuery(Database &db, const char *select, int64_t runId, int64_t imageId, Decode decode)
 {
-    auto q = db.prepare(std::string("SELECT ") + column + " FROM activation WHERE run_id = ? AND image_id = ?");
+    auto q = db.prepare(select);
     if (!q)
         return q.error();
     q->bind(1, runId).bind(2, imageId);
@@ -735,12 +750,16 @@ Result<T> blobQuery(Database &db, const char *column, int64_t runId, int64_t ima
 
 Result<std::vector<ImageConcept>> ProjectDb::conceptsOfImage(int64_t runId, int64_t imageId)
 {
-    return blobQuery<std::vector<ImageConcept>>(m_db, "concepts", runId, imageId, decodeConcepts);
+    return blobQuery<std::vector<ImageConcept>>(
+        m_db, "SELECT concepts FROM activation WHERE run_id = ?1 AND image_id = ?2", runId, imageId, decodeConcepts);
 }
 
 Result<TokenTopK> ProjectDb::tokensOfImage(int64_t runId, int64_t imageId)
 {
-    return blobQuery<TokenTopK>(m_db, "tokens", runId, imageId, decodeTokenTopK);
+    return blobQuery<TokenTopK>(m_db,
+                               "SELECT t.tokens FROM activation a JOIN activation_tokens t ON t.activation_id = a.id "
+                               "WHERE a.run_id = ?1 AND a.image_id = ?2",
+                               runId, imageId, decodeTokenTopK);
 }
 
 Result<std::vector<TokenLatent>> ProjectDb::conceptsOfToken(int64_t runId, int64_t imageId, int token)
@@ -756,7 +775,10 @@ Result<std::vector<TokenLatent>> ProjectDb::conceptsOfToken(int64_t runId, int64
 
 Result<std::vector<float>> ProjectDb::clsOfImage(int64_t runId, int64_t imageId)
 {
-    return blobQuery<std::vector<float>>(m_db, "cls", runId, imageId, decodeFloats);
+    return blobQuery<std::vector<float>>(m_db,
+                                        "SELECT c.cls FROM activation a JOIN activation_cls c ON c.activation_id = a.id "
+                                        "WHERE a.run_id = ?1 AND a.image_id = ?2",
+                                        runId, imageId, decodeFloats);
 }
 
 Result<std::vector<FingerprintEntry>> ProjectDb::patientFingerprint(int64_t runId, int64_t patientId,

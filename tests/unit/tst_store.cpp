@@ -134,8 +134,9 @@ private slots:
             QCOMPARE(*db.db().queryInt("PRAGMA foreign_keys"), int64_t(1));
             QCOMPARE(*db.db().queryInt("PRAGMA user_version"), int64_t(kSchemaVersion));
             // Foreign keys are enforced: a result for an image that does not exist is refused.
-            QVERIFY(!db.db().exec("INSERT INTO activation(run_id, image_id, n_active, tokens, concepts) "
-                                  "VALUES (99, 99, 0, x'', x'')"));
+            Status fk = db.db().exec("INSERT INTO activation(run_id, image_id, n_active, concepts) VALUES (99, 99, 0, x'')");
+            QVERIFY(!fk);
+            QVERIFY2(fk.message().find("FOREIGN KEY") != std::string::npos, fk.message().c_str());
         }
         // Reopening an existing project keeps it.
         ProjectDb again = mustOpen(path, ProjectDb::OpenMode::Existing);
