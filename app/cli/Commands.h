@@ -1,5 +1,7 @@
 #pragma once
 
+#include <string>
+
 namespace cytosae::cli {
 
 // Each returns the process exit code: 0 ok, 1 some input failed, 2 usage error.
@@ -9,5 +11,12 @@ int runCommand(int argc, char **argv);
 int statsCommand(int argc, char **argv);
 int topCommand(int argc, char **argv);
 int exportCommand(int argc, char **argv);
+int trainSaeCommand(int argc, char **argv);
+int trainVitCommand(int argc, char **argv);
+int buildDemoModelsCommand(int argc, char **argv);
+int demoCommand(int argc, char **argv);
+
+// The folder holding the bundled demo model, or empty.
+std::string findDemoModelDir();
 
 } // namespace cytosae::cli

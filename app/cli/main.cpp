@@ -20,6 +20,10 @@ void usage(FILE *out)
                  "  stats     per-latent statistics of a run and a project summary\n"
                  "  top       the cells that activate a concept most (or sampled by quantile)\n"
                  "  export    CSV of image-level activations, per-latent statistics or images\n"
+                 "  demo      create the demo project (synthetic cohort + demo model) and run it\n"
+                 "  train-sae train a sparse autoencoder on a project's images (CytoSAE recipe)\n"
+                 "  train-vit train a small DINOv2-style ViT on a project's labelled cells\n"
+                 "  build-demo-models  rebuild the bundled demo model from scratch\n"
                  "\n"
                  "Run 'cytosae <command> --help' for the options of a command.\n"
                  "Options: --help, --version\n");
@@ -55,6 +59,14 @@ int main(int argc, char **argv)
         return topCommand(argc, argv);
     if (cmd == "export")
         return exportCommand(argc, argv);
+    if (cmd == "demo")
+        return demoCommand(argc, argv);
+    if (cmd == "train-sae")
+        return trainSaeCommand(argc, argv);
+    if (cmd == "train-vit")
+        return trainVitCommand(argc, argv);
+    if (cmd == "build-demo-models")
+        return buildDemoModelsCommand(argc, argv);
     std::fprintf(stderr, "cytosae: unknown command '%s'\n\n", cmd.c_str());
     usage(stderr);
     return 2;

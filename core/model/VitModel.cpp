@@ -267,6 +267,35 @@ void VitModel::to(const c10::Device &device)
             move(*t);
 }
 
+StateDict VitModel::stateDict() const
+{
+    StateDict sd;
+    sd.insert("cls_token", m_clsToken);
+    sd.insert("pos_embed", m_posEmbed);
+    if (m_registers.defined())
+        sd.insert("register_tokens", m_registers);
+    sd.insert("patch_embed.proj.weight", m_patchW);
+    sd.insert("patch_embed.proj.bias", m_patchB);
+    const char *fc1 = m_info.swiglu ? "mlp.w12." : "mlp.fc1.";
+    const char *fc2 = m_info.swiglu ? "mlp.w3." : "mlp.fc2.";
+    for (size_t i = 0; i < m_blocks.size(); ++i) {
+        const VitBlockWeights &b = m_blocks[i];
+        const std::string p = "blocks." + std::to_string(i) + ".";
+        const std::pair<std::string, const at::Tensor *> named[] = {
+            {"norm1.weight", &b.norm1W}, {"norm1.bias", &b.norm1B},   {"attn.qkv.weight", &b.qkvW},
+            {"attn.qkv.bias", &b.qkvB},  {"attn.proj.weight", &b.projW}, {"attn.proj.bias", &b.projB},
+            {"ls1.gamma", &b.ls1},       {"norm2.weight", &b.norm2W}, {"norm2.bias", &b.norm2B},
+            {std::string(fc1) + "weight", &b.fc1W}, {std::string(fc1) + "bias", &b.fc1B},
+            {std::string(fc2) + "weight", &b.fc2W}, {std::string(fc2) + "bias", &b.fc2B}, {"ls2.gamma", &b.ls2}};
+        for (const auto &[name, t] : named)
+            if (t->defined())
+                sd.insert(p + name, *t);
+    }
+    sd.insert("norm.weight", m_normW);
+    sd.insert("norm.bias", m_normB);
+    return sd;
+}
+
 at::Tensor VitModel::positionEmbedding(int height, int width) const
 {
     const int64_t gh = height / m_info.patchSize, gw = width / m_info.patchSize;

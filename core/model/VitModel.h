@@ -43,6 +43,10 @@ public:
     // Multiply-accumulates per image for blocks [0, last] at `tokens` tokens.
     double macsThrough(int last, int tokens) const;
 
+    // Every weight under its DINOv2 state-dict name (shared tensors: training updates the
+    // model in place through them).
+    StateDict stateDict() const;
+
 private:
     at::Tensor block(const at::Tensor &x, const VitBlockWeights &b) const;
 

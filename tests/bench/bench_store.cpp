@@ -106,6 +106,10 @@ int endToEnd(const fs::path &dir, int images)
     // trained SAE; a random SAE with a fixed bias fires almost everywhere.)
     // Cells on disk: smooth random blobs (compress like real smears, unlike white noise).
     const fs::path data = dir / "cells";
+    std::error_code ec;
+    fs::remove_all(data, ec);
+    for (const char *f : {"e2e.cyto", "e2e.cyto-wal", "e2e.cyto-shm"})
+        fs::remove(dir / f, ec);
     fs::create_directories(data / "P001");
     std::mt19937 rng(3);
     for (int i = 0; i < images; ++i) {

@@ -1,0 +1,498 @@
+// cytosae train-sae | train-vit | build-demo-models | demo
+
+#include "CliArgs.h"
+#include "Commands.h"
+#include "Progress.h"
+
+#include "demo/DemoCohort.h"
+#include "pipeline/Importer.h"
+#include "pipeline/Runner.h"
+#include "store/ProjectDb.h"
+#include "train/SaeTrainer.h"
+#include "train/VitTrainer.h"
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace cytosae::cli {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+void onSignal(int) { g_stop = true; }
+struct SignalGuard {
+    SignalGuard()
+    {
+        g_stop = false;
+        std::signal(SIGINT, onSignal);
+        std::signal(SIGTERM, onSignal);
+    }
+    ~SignalGuard()
+    {
+        std::signal(SIGINT, SIG_DFL);
+        std::signal(SIGTERM, SIG_DFL);
+    }
+};
+
+int fail(const std::string &msg)
+{
+    finishProgress();
+    std::fprintf(stderr, "error: %s\n", msg.c_str());
+    return 1;
+}
+
+int usage(const char *cmd, const std::string &msg, const char *help)
+{
+    std::fprintf(stderr, "cytosae %s: %s\n\n%s", cmd, msg.c_str(), help);
+    return 2;
+}
+
+bool parseDouble(const std::string &s, double &out)
+{
+    char *end = nullptr;
+    out = std::strtod(s.c_str(), &end);
+    return end != s.c_str() && *end == '\0';
+}
+
+model::DeviceChoice deviceOf(const std::string &s, bool &ok)
+{
+    ok = true;
+    if (s == "cpu")
+        return model::DeviceChoice::Cpu;
+    if (s == "cuda")
+        return model::DeviceChoice::Cuda;
+    ok = s == "auto";
+    return model::DeviceChoice::Auto;
+}
+
+// Accepted image paths (and class labels) of a project.
+Result<std::vector<std::pair<std::string, std::string>>> projectImages(const std::string &project)
+{
+    auto db = store::ProjectDb::open(project, store::ProjectDb::OpenMode::ReadOnly);
+    if (!db)
+        return db.error().withContext(project);
+    auto q = db->db().prepare("SELECT path, coalesce(class, '') FROM image WHERE qc_status = 'ok' ORDER BY id");
+    if (!q)
+        return q.error();
+    std::vector<std::pair<std::string, std::string>> out;
+    while (q->step())
+        out.emplace_back(q->columnText(0), q->columnText(1));
+    if (out.empty())
+        return Error(project + ": the project has no accepted images; import some first");
+    return out;
+}
+
+void printMetrics(const train::TrainMetrics &m)
+{
+    finishProgress();
+    std::fprintf(stderr, "step %6d  loss %.5f  mse %.5f  l1 %.5f  ghost %.5f  L0 %.1f  explained %.3f  dead %d  lr %.2e\n",
+                 m.step, m.loss, m.mse, m.l1, m.ghost, m.l0, m.explained, m.deadLatents, m.lr);
+}
+
+const char *kTrainSaeHelp =
+    "Usage: cytosae train-sae PROJECT --vit FILE --out SAE.pt [options]\n"
+    "\n"
+    "Trains a sparse autoencoder on the ViT residuals (block -2, all tokens) of the project's\n"
+    "images with the CytoSAE recipe and saves it in the CytoSAE file format. Ctrl-C stops and\n"
+    "saves the state; running the same command again resumes.\n"
+    "\n"
+    "Options:\n"
+    "  --expansion N      d_sae = N x d_in (default 8; the published SAE used 64)\n"
+    "  --steps N          training steps (default 2000)\n"
+    "  --batch-images N   images per step, x tokens per image (default 64)\n"
+    "  --lr X             Adam learning rate (default 4e-4)\n"
+    "  --l1 X             L1 coefficient (default 8e-5)\n"
+    "  --warmup N         warm-up steps (default 500)\n"
+    "  --block L          ViT block (default -2)\n"
+    "  --max-tokens N     activations held in memory (default 4000000)\n"
+    "  --no-ghost-grads   train without ghost gradients\n"
+    "  --seed N           (default 42)\n"
+    "  --device D         auto | cpu | cuda\n"
+    "  --fresh            ignore a saved state and start over\n";
+
+const char *kTrainVitHelp =
+    "Usage: cytosae train-vit PROJECT --out VIT.pth [options]\n"
+    "\n"
+    "Trains a small DINOv2-architecture ViT to classify the project's cells by their class\n"
+    "label and saves it as a DinoBloom-format checkpoint (this is how the demo model is made).\n"
+    "\n"
+    "Options:\n"
+    "  --width N          embedding width, a multiple of 16 but not of 64 (default 96)\n"
+    "  --depth N          blocks (default 4)\n"
+    "  --epochs N         (default 3)\n"
+    "  --batch N          (default 32)\n"
+    "  --lr X             AdamW learning rate (default 1e-3)\n"
+    "  --seed N           (default 7)\n"
+    "  --device D         auto | cpu | cuda\n";
+
+const char *kBuildDemoHelp =
+    "Usage: cytosae build-demo-models [--out DIR] [--patients-per-group N] [--cells N]\n"
+    "\n"
+    "Rebuilds the demo model from scratch, deterministically: generates a training cohort of\n"
+    "synthetic cells (seed 1001; the demo project uses other seeds), trains the demo ViT on\n"
+    "the cell types, then an SAE on its block -2 residuals. Writes demo_vit.pth, demo_sae.pt\n"
+    "and model_card.json into DIR (default models/demo).\n";
+
+const char *kDemoHelp =
+    "Usage: cytosae demo [DIR] [options]\n"
+    "\n"
+    "Creates the demo project in DIR (default ./cytosae-demo): generates a cohort of synthetic\n"
+    "blood-cell images for five diagnoses (controls, APL with Auer rods, blast-rich AML,\n"
+    "CML-like, monocytic), imports it, runs it through the demo ViT + SAE and computes the\n"
+    "concept statistics. Open DIR/demo.cyto in the explorer afterwards.\n"
+    "\n"
+    "Options:\n"
+    "  --patients-per-group N   (default 4)\n"
+    "  --cells N                cells per patient (default 40)\n"
+    "  --vit FILE --sae FILE    other models (default: the bundled demo model)\n"
+    "  --seed N                 cohort seed (default 2024)\n";
+
+} // namespace
+
+// The bundled demo model: $CYTOSAE_MODELS, the source tree next to the build, or the
+// installed share folder.
+std::string findDemoModelDir()
+{
+    std::vector<fs::path> candidates;
+    if (const char *env = std::getenv("CYTOSAE_MODELS"))
+        candidates.emplace_back(env);
+    std::error_code ec;
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+        for (fs::path dir = exe.parent_path(); !dir.empty() && dir != dir.root_path(); dir = dir.parent_path()) {
+            candidates.push_back(dir / "models" / "demo");
+            candidates.push_back(dir / "share" / "cytosae" / "models" / "demo");
+        }
+    }
+    candidates.emplace_back("models/demo");
+    for (const auto &c : candidates)
+        if (fs::exists(c / "demo_vit.pth", ec) && fs::exists(c / "demo_sae.pt", ec))
+            return c.string();
+    return {};
+}
+
+int trainSaeCommand(int argc, char **argv)
+{
+    CliArgs args({"--vit", "--out", "--expansion", "--steps", "--batch-images", "--lr", "--l1", "--warmup", "--block",
+                  "--max-tokens", "--seed", "--device", "--threads"},
+                 {"--help", "--no-ghost-grads", "--fresh"});
+    if (!args.parse(argc, argv, 2))
+        return usage("train-sae", args.error(), kTrainSaeHelp);
+    if (args.has("--help")) {
+        std::fputs(kTrainSaeHelp, stdout);
+        return 0;
+    }
+    if (args.positional().size() != 1 || !args.has("--vit") || !args.has("--out"))
+        return usage("train-sae", "expected PROJECT, --vit and --out", kTrainSaeHelp);
+    train::SaeTrainOptions o;
+    o.vitPath = args.value("--vit");
+    o.outPath = args.value("--out");
+    o.ghostGrads = !args.has("--no-ghost-grads");
+    o.resume = !args.has("--fresh");
+    int seed = 42, maxTokensM = 0;
+    if (!args.intValue("--expansion", 8, 1, 1024, o.expansionFactor) || !args.intValue("--steps", 2000, 1, 10000000, o.steps) ||
+        !args.intValue("--batch-images", 64, 1, 100000, o.batchImages) ||
+        !args.intValue("--warmup", 500, 0, 10000000, o.warmupSteps) || !args.intValue("--block", -2, -1000, 1000, o.blockLayer) ||
+        !args.intValue("--seed", 42, 0, 1 << 30, seed) || !args.intValue("--threads", 0, 0, 1024, o.threads) ||
+        !args.intValue("--max-tokens", 4000000, 1000, 2000000000, maxTokensM))
+        return usage("train-sae", args.error(), kTrainSaeHelp);
+    o.seed = uint64_t(seed);
+    o.maxBufferTokens = maxTokensM;
+    if ((args.has("--lr") && !parseDouble(args.value("--lr"), o.lr)) ||
+        (args.has("--l1") && !parseDouble(args.value("--l1"), o.l1Coefficient)))
+        return usage("train-sae", "--lr and --l1 need numbers", kTrainSaeHelp);
+    bool ok = true;
+    o.device = deviceOf(args.value("--device", "auto"), ok);
+    if (!ok)
+        return usage("train-sae", "--device must be auto, cpu or cuda", kTrainSaeHelp);
+    auto images = projectImages(args.positional()[0]);
+    if (!images)
+        return fail(images.message());
+    std::vector<std::string> paths;
+    for (const auto &[p, c] : *images)
+        paths.push_back(p);
+    SignalGuard guard;
+    auto report = train::trainSae(paths, o, stderrProgress(), printMetrics, &g_stop);
+    finishProgress();
+    if (!report)
+        return fail(report.message());
+    if (report->cancelled) {
+        std::printf("stopped at step %d; the state is saved, run the same command to resume\n", report->steps);
+        return 1;
+    }
+    std::printf("SAE %d -> %d trained for %d steps on %lld tokens%s (%s): MSE %.5f, L0 %.1f, explained %.3f, %d dead\n"
+                "wrote %s\n",
+                report->dIn, report->dSae, report->steps, (long long)report->bufferTokens,
+                report->resumed ? " (resumed)" : "", report->device.c_str(), report->last.mse, report->last.l0,
+                report->last.explained, report->last.deadLatents, report->outPath.c_str());
+    return 0;
+}
+
+int trainVitCommand(int argc, char **argv)
+{
+    CliArgs args({"--out", "--width", "--depth", "--epochs", "--batch", "--lr", "--seed", "--device", "--threads"},
+                 {"--help"});
+    if (!args.parse(argc, argv, 2))
+        return usage("train-vit", args.error(), kTrainVitHelp);
+    if (args.has("--help")) {
+        std::fputs(kTrainVitHelp, stdout);
+        return 0;
+    }
+    if (args.positional().size() != 1 || !args.has("--out"))
+        return usage("train-vit", "expected PROJECT and --out", kTrainVitHelp);
+    train::VitTrainOptions o;
+    o.outPath = args.value("--out");
+    int seed = 7;
+    if (!args.intValue("--width", 96, 16, 4096, o.embedDim) || !args.intValue("--depth", 4, 2, 64, o.depth) ||
+        !args.intValue("--epochs", 3, 1, 1000, o.epochs) || !args.intValue("--batch", 32, 1, 4096, o.batch) ||
+        !args.intValue("--seed", 7, 0, 1 << 30, seed) || !args.intValue("--threads", 0, 0, 1024, o.threads))
+        return usage("train-vit", args.error(), kTrainVitHelp);
+    o.seed = uint64_t(seed);
+    if (args.has("--lr") && !parseDouble(args.value("--lr"), o.lr))
+        return usage("train-vit", "--lr needs a number", kTrainVitHelp);
+    bool ok = true;
+    o.device = deviceOf(args.value("--device", "auto"), ok);
+    if (!ok)
+        return usage("train-vit", "--device must be auto, cpu or cuda", kTrainVitHelp);
+    auto images = projectImages(args.positional()[0]);
+    if (!images)
+        return fail(images.message());
+    std::map<std::string, int> classIds;
+    std::vector<train::LabelledImage> labelled;
+    for (const auto &[p, c] : *images) {
+        if (c.empty())
+            continue;
+        auto it = classIds.emplace(c, int(classIds.size())).first;
+        labelled.push_back({p, it->second});
+    }
+    if (classIds.size() < 2)
+        return fail("the project's images need at least two class labels to train on");
+    std::vector<std::string> names(classIds.size());
+    for (const auto &[n, id] : classIds)
+        names[size_t(id)] = n;
+    SignalGuard guard;
+    auto report = train::trainVitClassifier(labelled, names, o, stderrProgress(), &g_stop);
+    finishProgress();
+    if (!report)
+        return fail(report.message());
+    if (report->cancelled)
+        return fail("cancelled");
+    std::printf("ViT trained: %d epochs, %d steps on %d images; loss %.4f, train accuracy %.3f, held-out accuracy %.3f "
+                "(%d images)\nwrote %s\n",
+                report->epochs, report->steps, report->trainImages, report->finalLoss, report->trainAccuracy,
+                report->validationAccuracy, report->validationImages, o.outPath.c_str());
+    return 0;
+}
+
+namespace {
+
+Status writeModelCard(const fs::path &dir, const train::VitTrainReport &vit, const train::SaeTrainReport &sae,
+                      const train::VitTrainOptions &vo, const train::SaeTrainOptions &so, int trainImages)
+{
+    std::ofstream out(dir / "model_card.json");
+    out << "{\n"
+        << "  \"what\": \"CytoSAE Explorer demo model: a small DINOv2-architecture ViT trained natively to classify "
+           "synthetic May-Gruenwald-Giemsa blood cells (10 types), and a CytoSAE-recipe SAE on its block -2 residuals. "
+           "For demonstration and testing only: it has never seen a real blood smear.\",\n"
+        << "  \"vit\": {\"file\": \"demo_vit.pth\", \"format\": \"DinoBloom teacher checkpoint\", \"embed_dim\": "
+        << vo.embedDim << ", \"depth\": " << vo.depth << ", \"heads\": " << vo.embedDim / 16 << ", \"patch\": "
+        << vo.patchSize << ", \"image_size\": " << vo.grid * vo.patchSize << ", \"epochs\": " << vit.epochs
+        << ", \"train_images\": " << vit.trainImages << ", \"heldout_accuracy\": " << vit.validationAccuracy
+        << ", \"seed\": " << vo.seed << "},\n"
+        << "  \"sae\": {\"file\": \"demo_sae.pt\", \"format\": \"CytoSAE\", \"d_in\": " << sae.dIn << ", \"d_sae\": "
+        << sae.dSae << ", \"block_layer\": " << so.blockLayer << ", \"steps\": " << sae.steps << ", \"l1\": "
+        << so.l1Coefficient << ", \"final_l0\": " << sae.last.l0 << ", \"explained_variance\": " << sae.last.explained
+        << ", \"dead_latents\": " << sae.last.deadLatents << ", \"seed\": " << so.seed << "},\n"
+        << "  \"training_data\": {\"generator\": \"core/demo (seed 1001, class-balanced)\", \"images\": " << trainImages
+        << "},\n"
+        << "  \"rebuild\": \"cytosae build-demo-models --out models/demo\"\n"
+        << "}\n";
+    if (!out)
+        return Error((dir / "model_card.json").string() + ": write failed");
+    return Status::success();
+}
+
+} // namespace
+
+int buildDemoModelsCommand(int argc, char **argv)
+{
+    CliArgs args({"--out", "--images", "--vit-epochs", "--sae-steps", "--threads"}, {"--help"});
+    if (!args.parse(argc, argv, 2))
+        return usage("build-demo-models", args.error(), kBuildDemoHelp);
+    if (args.has("--help")) {
+        std::fputs(kBuildDemoHelp, stdout);
+        return 0;
+    }
+    int images = 2000, epochs = 3, steps = 1500, threads = 0;
+    if (!args.intValue("--images", 2000, 50, 1000000, images) || !args.intValue("--vit-epochs", 3, 1, 100, epochs) ||
+        !args.intValue("--sae-steps", 1500, 10, 1000000, steps) || !args.intValue("--threads", 0, 0, 1024, threads))
+        return usage("build-demo-models", args.error(), kBuildDemoHelp);
+    const fs::path out = args.value("--out", "models/demo");
+    std::error_code ec;
+    fs::create_directories(out, ec);
+    const fs::path work = fs::temp_directory_path() / ("cytosae-demo-build-" + std::to_string(::getpid()));
+    fs::remove_all(work, ec);
+    SignalGuard guard;
+
+    // A class-balanced training set from the generator (seed 1001; the demo cohort uses others).
+    demo::PatientSpec spec;
+    spec.code = "TRAIN";
+    spec.diagnosis = "training";
+    spec.cellMix.assign(size_t(demo::kCellTypeCount), 1.0 / demo::kCellTypeCount);
+    spec.cells = images;
+    spec.seed = 1001;
+    std::fprintf(stderr, "generating %d training cells in %s\n", images, work.string().c_str());
+    auto written = demo::writeDemoCohort((work / "cells").string(), {spec}, {}, {}, &g_stop);
+    if (!written)
+        return fail(written.message());
+    const std::string project = (work / "train.cyto").string();
+    {
+        auto db = store::ProjectDb::open(project, store::ProjectDb::OpenMode::Create);
+        if (!db)
+            return fail(db.message());
+        pipeline::ImportOptions io;
+        io.source = (work / "cells" / "manifest.csv").string();
+        auto r = pipeline::importImages(*db, io, stderrProgress(), &g_stop);
+        finishProgress();
+        if (!r)
+            return fail(r.message());
+    }
+    auto labelledImages = projectImages(project);
+    if (!labelledImages)
+        return fail(labelledImages.message());
+    std::map<std::string, int> ids;
+    std::vector<train::LabelledImage> labelled;
+    std::vector<std::string> paths;
+    for (const auto &[p, c] : *labelledImages) {
+        labelled.push_back({p, ids.emplace(c, int(ids.size())).first->second});
+        paths.push_back(p);
+    }
+    std::vector<std::string> names(ids.size());
+    for (const auto &[n, id] : ids)
+        names[size_t(id)] = n;
+
+    train::VitTrainOptions vo;
+    vo.outPath = (out / "demo_vit.pth").string();
+    vo.epochs = epochs;
+    vo.threads = threads;
+    vo.device = model::DeviceChoice::Cpu; // deterministic and the same on every machine
+    auto vit = train::trainVitClassifier(labelled, names, vo, stderrProgress(), &g_stop);
+    finishProgress();
+    if (!vit)
+        return fail(vit.message());
+    if (vit->cancelled)
+        return fail("cancelled");
+    std::printf("demo ViT: held-out accuracy %.3f on %d images\n", vit->validationAccuracy, vit->validationImages);
+
+    train::SaeTrainOptions so;
+    so.vitPath = vo.outPath;
+    so.outPath = (out / "demo_sae.pt").string();
+    so.expansionFactor = 8;
+    so.steps = steps;
+    so.batchImages = 32;
+    so.warmupSteps = std::min(500, steps / 5);
+    so.l1Coefficient = 8e-5;
+    so.modelName = "cytosae_demo_vit";
+    so.device = model::DeviceChoice::Cpu;
+    so.threads = threads;
+    so.resume = false;
+    auto sae = train::trainSae(paths, so, stderrProgress(), printMetrics, &g_stop);
+    finishProgress();
+    if (!sae)
+        return fail(sae.message());
+    if (sae->cancelled)
+        return fail("cancelled");
+    if (Status s = writeModelCard(out, *vit, *sae, vo, so, images); !s)
+        return fail(s.message());
+    fs::remove_all(work, ec);
+    std::printf("demo SAE: %d latents, L0 %.1f, explained variance %.3f, %d dead\nwrote %s\n", sae->dSae, sae->last.l0,
+                sae->last.explained, sae->last.deadLatents, out.string().c_str());
+    return 0;
+}
+
+int demoCommand(int argc, char **argv)
+{
+    CliArgs args({"--patients-per-group", "--cells", "--vit", "--sae", "--seed", "--threads"}, {"--help"});
+    if (!args.parse(argc, argv, 2))
+        return usage("demo", args.error(), kDemoHelp);
+    if (args.has("--help")) {
+        std::fputs(kDemoHelp, stdout);
+        return 0;
+    }
+    int perGroup = 4, cells = 40, seed = 2024, threads = 0;
+    if (!args.intValue("--patients-per-group", 4, 1, 1000, perGroup) || !args.intValue("--cells", 40, 1, 100000, cells) ||
+        !args.intValue("--seed", 2024, 0, 1 << 30, seed) || !args.intValue("--threads", 0, 0, 1024, threads))
+        return usage("demo", args.error(), kDemoHelp);
+    if (args.positional().size() > 1)
+        return usage("demo", "expected at most one folder", kDemoHelp);
+    const fs::path dir = args.positional().empty() ? fs::path("cytosae-demo") : fs::path(args.positional()[0]);
+    std::string vit = args.value("--vit"), sae = args.value("--sae");
+    if (vit.empty() != sae.empty())
+        return usage("demo", "give both --vit and --sae, or neither", kDemoHelp);
+    if (vit.empty()) {
+        const std::string models = findDemoModelDir();
+        if (models.empty())
+            return fail("the demo model (demo_vit.pth, demo_sae.pt) was not found; set CYTOSAE_MODELS to its folder "
+                        "or rebuild it with 'cytosae build-demo-models'");
+        vit = models + "/demo_vit.pth";
+        sae = models + "/demo_sae.pt";
+    }
+    SignalGuard guard;
+    const fs::path cohort = dir / "cohort";
+    std::error_code ec;
+    if (!fs::exists(cohort / "manifest.csv", ec)) {
+        std::fprintf(stderr, "generating the demo cohort in %s\n", cohort.string().c_str());
+        auto patients = demo::demoCohort(perGroup, cells, uint64_t(seed));
+        auto written = demo::writeDemoCohort(cohort.string(), patients, {}, [](int done, int total) {
+            static auto bar = stderrProgress();
+            ProgressInfo p;
+            p.stage = "cohort";
+            p.done = done;
+            p.total = total;
+            bar(p);
+        }, &g_stop);
+        finishProgress();
+        if (!written)
+            return fail(written.message());
+    }
+    const std::string project = (dir / "demo.cyto").string();
+    {
+        auto db = store::ProjectDb::open(project, store::ProjectDb::OpenMode::Create);
+        if (!db)
+            return fail(db.message());
+        pipeline::ImportOptions io;
+        io.source = (cohort / "manifest.csv").string();
+        io.patientTable = (cohort / "patients.csv").string();
+        auto r = pipeline::importImages(*db, io, stderrProgress(), &g_stop);
+        finishProgress();
+        if (!r)
+            return fail(r.message());
+        std::printf("imported %lld cells (%lld already there, %lld rejected)\n", (long long)r->added,
+                    (long long)r->alreadyPresent, (long long)r->rejected);
+    }
+    pipeline::RunOptions ro;
+    ro.engine.vitPath = vit;
+    ro.engine.saePath = sae;
+    ro.engine.threads = threads;
+    auto run = pipeline::runProject(project, ro, stderrProgress(), &g_stop);
+    finishProgress();
+    if (!run)
+        return fail(run.message());
+    if (run->cancelled) {
+        std::printf("cancelled; run 'cytosae demo %s' again to finish\n", dir.string().c_str());
+        return 1;
+    }
+    std::printf("demo project ready: %s (%lld cells run on %s in %.1f s)\n"
+                "open it with: cytosae-explorer %s\n",
+                project.c_str(), (long long)(run->processed + run->alreadyDone), run->device.c_str(), run->seconds,
+                project.c_str());
+    return run->failed ? 1 : 0;
+}
+
+} // namespace cytosae::cli

@@ -1,0 +1,58 @@
+#pragma once
+
+// Supervised training of a small DINOv2-architecture ViT on labelled cell images (the demo
+// model: it must learn the morphology that separates the cell types, so that an SAE on its
+// residuals finds nuclei, granules, Auer rods...). Deterministic for a given seed and thread
+// count. Saves a DinoBloom-format checkpoint (the backbone under teacher.backbone.*, the
+// classifier under teacher.classifier.*, which the ViT reader ignores).
+//
+// Thread: call from a worker thread; callbacks run on it.
+
+#include "common/Progress.h"
+#include "common/Result.h"
+#include "model/Engine.h"
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+namespace cytosae::train {
+
+struct LabelledImage {
+    std::string path;
+    int label = 0;
+};
+
+struct VitTrainOptions {
+    std::string outPath;
+    int embedDim = 96;     // heads = embedDim / 16 (how the reader infers them for such widths)
+    int depth = 4;
+    int patchSize = 14;
+    int grid = 16;         // 224 px input, as DinoBloom
+    int mlpRatio = 4;
+    int epochs = 3;
+    int batch = 32;
+    double lr = 1e-3;
+    double weightDecay = 0.05;
+    double validationFraction = 0.1;
+    uint64_t seed = 7;
+    int threads = 0;
+    model::DeviceChoice device = model::DeviceChoice::Auto;
+};
+
+struct VitTrainReport {
+    int epochs = 0;
+    int steps = 0;
+    double finalLoss = 0;
+    double trainAccuracy = 0;      // last epoch, running
+    double validationAccuracy = 0; // held-out images
+    int trainImages = 0, validationImages = 0;
+    bool cancelled = false;
+};
+
+Result<VitTrainReport> trainVitClassifier(const std::vector<LabelledImage> &images,
+                                          const std::vector<std::string> &classNames, const VitTrainOptions &options,
+                                          const ProgressCallback &progress = {},
+                                          const std::atomic<bool> *cancel = nullptr);
+
+} // namespace cytosae::train
