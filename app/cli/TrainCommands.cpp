@@ -322,7 +322,8 @@ Status writeModelCard(const fs::path &dir, const train::VitTrainReport &vit, con
 
 int buildDemoModelsCommand(int argc, char **argv)
 {
-    CliArgs args({"--out", "--images", "--vit-epochs", "--sae-steps", "--threads"}, {"--help"});
+    CliArgs args({"--out", "--images", "--vit-epochs", "--sae-steps", "--threads", "--l1", "--work"},
+                 {"--help", "--sae-only"});
     if (!args.parse(argc, argv, 2))
         return usage("build-demo-models", args.error(), kBuildDemoHelp);
     if (args.has("--help")) {
@@ -333,11 +334,18 @@ int buildDemoModelsCommand(int argc, char **argv)
     if (!args.intValue("--images", 2000, 50, 1000000, images) || !args.intValue("--vit-epochs", 3, 1, 100, epochs) ||
         !args.intValue("--sae-steps", 1500, 10, 1000000, steps) || !args.intValue("--threads", 0, 0, 1024, threads))
         return usage("build-demo-models", args.error(), kBuildDemoHelp);
+    double l1 = 1e-3;
+    if (args.has("--l1") && !parseDouble(args.value("--l1"), l1))
+        return usage("build-demo-models", "--l1 needs a number", kBuildDemoHelp);
     const fs::path out = args.value("--out", "models/demo");
     std::error_code ec;
     fs::create_directories(out, ec);
-    const fs::path work = fs::temp_directory_path() / ("cytosae-demo-build-" + std::to_string(::getpid()));
-    fs::remove_all(work, ec);
+    const bool keepWork = args.has("--work");
+    const fs::path work = keepWork ? fs::path(args.value("--work"))
+                                   : fs::temp_directory_path() / ("cytosae-demo-build-" + std::to_string(::getpid()));
+    const bool saeOnly = args.has("--sae-only");
+    if (!keepWork)
+        fs::remove_all(work, ec);
     SignalGuard guard;
 
     // A class-balanced training set from the generator (seed 1001; the demo cohort uses others).
@@ -347,12 +355,12 @@ int buildDemoModelsCommand(int argc, char **argv)
     spec.cellMix.assign(size_t(demo::kCellTypeCount), 1.0 / demo::kCellTypeCount);
     spec.cells = images;
     spec.seed = 1001;
-    std::fprintf(stderr, "generating %d training cells in %s\n", images, work.string().c_str());
-    auto written = demo::writeDemoCohort((work / "cells").string(), {spec}, {}, {}, &g_stop);
-    if (!written)
-        return fail(written.message());
     const std::string project = (work / "train.cyto").string();
-    {
+    if (!fs::exists(project, ec)) {
+        std::fprintf(stderr, "generating %d training cells in %s\n", images, work.string().c_str());
+        auto written = demo::writeDemoCohort((work / "cells").string(), {spec}, {}, {}, &g_stop);
+        if (!written)
+            return fail(written.message());
         auto db = store::ProjectDb::open(project, store::ProjectDb::OpenMode::Create);
         if (!db)
             return fail(db.message());
@@ -382,13 +390,18 @@ int buildDemoModelsCommand(int argc, char **argv)
     vo.epochs = epochs;
     vo.threads = threads;
     vo.device = model::DeviceChoice::Cpu; // deterministic and the same on every machine
-    auto vit = train::trainVitClassifier(labelled, names, vo, stderrProgress(), &g_stop);
-    finishProgress();
-    if (!vit)
-        return fail(vit.message());
-    if (vit->cancelled)
-        return fail("cancelled");
-    std::printf("demo ViT: held-out accuracy %.3f on %d images\n", vit->validationAccuracy, vit->validationImages);
+    Result<train::VitTrainReport> vit = train::VitTrainReport{};
+    if (!saeOnly) {
+        vit = train::trainVitClassifier(labelled, names, vo, stderrProgress(), &g_stop);
+        finishProgress();
+        if (!vit)
+            return fail(vit.message());
+        if (vit->cancelled)
+            return fail("cancelled");
+        std::printf("demo ViT: held-out accuracy %.3f on %d images\n", vit->validationAccuracy, vit->validationImages);
+    } else if (!fs::exists(vo.outPath, ec)) {
+        return fail(vo.outPath + ": no ViT to reuse (--sae-only)");
+    }
 
     train::SaeTrainOptions so;
     so.vitPath = vo.outPath;
@@ -397,7 +410,7 @@ int buildDemoModelsCommand(int argc, char **argv)
     so.steps = steps;
     so.batchImages = 32;
     so.warmupSteps = std::min(500, steps / 5);
-    so.l1Coefficient = 8e-5;
+    so.l1Coefficient = l1;
     so.modelName = "cytosae_demo_vit";
     so.device = model::DeviceChoice::Cpu;
     so.threads = threads;
@@ -408,9 +421,11 @@ int buildDemoModelsCommand(int argc, char **argv)
         return fail(sae.message());
     if (sae->cancelled)
         return fail("cancelled");
-    if (Status s = writeModelCard(out, *vit, *sae, vo, so, images); !s)
-        return fail(s.message());
-    fs::remove_all(work, ec);
+    if (!saeOnly)
+        if (Status s = writeModelCard(out, *vit, *sae, vo, so, images); !s)
+            return fail(s.message());
+    if (!keepWork)
+        fs::remove_all(work, ec);
     std::printf("demo SAE: %d latents, L0 %.1f, explained variance %.3f, %d dead\nwrote %s\n", sae->dSae, sae->last.l0,
                 sae->last.explained, sae->last.deadLatents, out.string().c_str());
     return 0;

@@ -28,6 +28,7 @@ public:
     // Binding is 1-based as in SQLite. Returns *this for chaining.
     Statement &bind(int index, int64_t value);
     Statement &bind(int index, int value) { return bind(index, int64_t(value)); }
+    Statement &bind(int index, long long value) { return bind(index, int64_t(value)); }
     Statement &bind(int index, double value);
     Statement &bind(int index, const std::string &value);
     Statement &bindBlob(int index, const void *data, size_t size);

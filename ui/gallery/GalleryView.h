@@ -4,8 +4,11 @@
 // works). Icon mode with uniform item sizes and batched layout, so 100k rows lay out
 // without asking the model for more than one size hint; only painted rows are decoded.
 //
+// Scrolling a GalleryModel drops its queued thumbnail requests (the rows now on screen are
+// requested again when they paint), so dragging the scroll bar never builds a backlog.
+//
 // Keyboard: arrows, PageUp/PageDown, Home/End move (from QListView); Shift/Ctrl extend the
-// selection; Enter/Return activates; Ctrl+C copies the selected paths.
+// selection; Enter/Return activates; Ctrl+C copies the selected paths, one per line.
 
 #include <QListView>
 #include <QList>

@@ -1,0 +1,207 @@
+// The real main window on a small generated project (synthetic demo cells run through the
+// tiny fixture models): linked selection across views, the overlay in the cell viewer,
+// viewer controls, a run in the background that keeps the GUI responsive and can be
+// cancelled, and every item model through QAbstractItemModelTester.
+
+#include "app/MainWindow.h"
+#include "app/SelectionModel.h"
+#include "cohort/CohortModel.h"
+#include "concepts/ConceptBrowser.h"
+#include "concepts/ConceptTableModel.h"
+#include "gallery/GalleryModel.h"
+#include "tasks/BackgroundTask.h"
+#include "viewer/CellView.h"
+#include "viewer/CellViewerPanel.h"
+
+#include "demo/DemoCohort.h"
+#include "pipeline/Importer.h"
+#include "pipeline/Runner.h"
+#include "store/ProjectDb.h"
+
+#include <QAbstractItemModelTester>
+#include <QComboBox>
+#include <QLabel>
+#include <QLineEdit>
+#include <QProgressBar>
+#include <QTableWidget>
+#include <QElapsedTimer>
+#include <QSettings>
+#include <QSlider>
+#include <QTableView>
+#include <QTemporaryDir>
+#include <QTimer>
+#include <QtTest>
+
+namespace {
+const QString kFix = QStringLiteral(CYTOSAE_TEST_DATA "/fixtures/");
+const QString kVit = kFix + "tiny_dinobloom.pth";
+const QString kSae = kFix + "final_sparse_autoencoder_dinov2_vitb14_-2_resid_256.pt";
+
+QString makeProject(const QString &dir, int perGroup, int cells, bool run)
+{
+    using namespace cytosae;
+    const QString cohort = dir + "/cohort";
+    auto written = demo::writeDemoCohort(cohort.toStdString(), demo::demoCohort(perGroup, cells, 5), {});
+    if (!written)
+        qFatal("%s", written.message().c_str());
+    const QString project = dir + "/p.cyto";
+    auto db = store::ProjectDb::open(project.toStdString(), store::ProjectDb::OpenMode::Create);
+    pipeline::ImportOptions io;
+    io.source = (cohort + "/manifest.csv").toStdString();
+    io.patientTable = (cohort + "/patients.csv").toStdString();
+    if (!db || !pipeline::importImages(*db, io))
+        qFatal("import failed");
+    if (run) {
+        pipeline::RunOptions ro;
+        ro.engine.vitPath = kVit.toStdString();
+        ro.engine.saePath = kSae.toStdString();
+        ro.engine.device = model::DeviceChoice::Cpu;
+        auto r = pipeline::runProject(project.toStdString(), ro);
+        if (!r)
+            qFatal("%s", r.message().c_str());
+    }
+    return project;
+}
+} // namespace
+
+class TestMainWindow : public QObject {
+    Q_OBJECT
+
+private slots:
+    void initTestCase()
+    {
+        QVERIFY(m_dir.isValid());
+        QStandardPaths::setTestModeEnabled(true);
+        QSettings().clear();
+        m_project = makeProject(m_dir.filePath("a"), 1, 12, true);
+        m_bigProject = makeProject(m_dir.filePath("b"), 2, 40, false);
+    }
+
+    void opensProjectAndFillsViews()
+    {
+        MainWindow w;
+        w.show();
+        QVERIFY(w.openProject(m_project));
+        QCOMPARE(w.cohortModel()->rowCount(), 5);
+        QTRY_VERIFY(w.conceptBrowser()->tableModel()->rowCount() == 256);
+        QAbstractItemModelTester t1(w.cohortModel(), QAbstractItemModelTester::FailureReportingMode::QtTest);
+        QAbstractItemModelTester t2(w.conceptBrowser()->tableModel(), QAbstractItemModelTester::FailureReportingMode::QtTest);
+        QAbstractItemModelTester t3(w.conceptBrowser()->filterModel(), QAbstractItemModelTester::FailureReportingMode::QtTest);
+        QAbstractItemModelTester t4(w.galleryModel(), QAbstractItemModelTester::FailureReportingMode::QtTest);
+        // Filtering the concept table: a latent id search narrows it.
+        auto *search = w.findChild<QLineEdit *>("conceptSearch");
+        QVERIFY(search);
+        QTest::keyClicks(search, "123");
+        QTRY_VERIFY(w.conceptBrowser()->filterModel()->rowCount() >= 1);
+        QVERIFY(w.conceptBrowser()->filterModel()->rowCount() < 5);
+        QVERIFY(!w.openProject(m_dir.filePath("missing.cyto")));
+        QVERIFY(w.lastMessage().contains("not found"));
+    }
+
+    void conceptSelectionDrivesGalleryAndViewer()
+    {
+        MainWindow w;
+        w.show();
+        QVERIFY(w.openProject(m_project));
+        QTRY_VERIFY(w.conceptBrowser()->tableModel()->rowCount() == 256);
+        // Pick the concept by clicking its row in the table, as a user does.
+        auto *table = w.findChild<QTableView *>("conceptTable");
+        QVERIFY(table);
+        const QModelIndex first = table->model()->index(0, 0);
+        table->setCurrentIndex(first);
+        const int latent = first.data(ConceptTableModel::LatentRole).toInt();
+        QCOMPARE(w.selection()->latent(), latent);
+        QTRY_VERIFY(w.galleryModel()->rowCount() > 0);
+        QTRY_VERIFY(w.conceptBrowser()->topCellsModel()->rowCount() > 0);
+        const GalleryItem item = w.galleryModel()->item(0);
+        QCOMPARE(item.gridW, 16);
+
+        // Opening a cell: the viewer shows it with the concept's overlay, the patient follows.
+        w.selection()->setImage(item.imageId);
+        QTRY_VERIFY(!w.cellViewer()->cellView()->image().isNull());
+        QTRY_VERIFY(w.cellViewer()->cellView()->overlay().valid());
+        QVERIFY(w.cellViewer()->cellView()->overlay().label.contains(QString::number(latent)));
+        QVERIFY(w.selection()->patientId() != 0);
+        auto *cohort = w.findChild<QTableView *>("cohortView");
+        QCOMPARE(cohort->currentIndex().data(CohortModel::PatientIdRole).toLongLong(), w.selection()->patientId());
+
+        // Clicking another concept of this cell switches the overlay.
+        auto *cellConcepts = w.findChild<QTableWidget *>("cellConcepts");
+        QVERIFY(cellConcepts && cellConcepts->rowCount() > 1);
+        const int other = cellConcepts->item(1, 0)->text().toInt();
+        emit cellConcepts->cellClicked(1, 0);
+        QCOMPARE(w.selection()->latent(), other);
+        QTRY_VERIFY(w.cellViewer()->cellView()->overlay().label.contains(QString::number(other)));
+
+        // Viewer controls.
+        auto *combo = w.findChild<QComboBox *>("colorMapCombo");
+        QVERIFY(combo);
+        combo->setCurrentIndex(combo->findText("magma", Qt::MatchFixedString));
+        QCOMPARE(w.cellViewer()->cellView()->colorMapName().toLower(), QStringLiteral("magma"));
+        auto *opacity = w.findChild<QSlider *>("opacitySlider");
+        opacity->setValue(20);
+        QVERIFY(std::abs(w.cellViewer()->cellView()->opacity() - 0.2) < 1e-6);
+
+        // Selecting a patient in the cohort view shows its cells for the selected concept.
+        const QModelIndex p = cohort->model()->index(0, 0);
+        cohort->setCurrentIndex(p);
+        QCOMPARE(w.selection()->patientId(), p.data(CohortModel::PatientIdRole).toLongLong());
+        QTRY_VERIFY(w.findChild<QLabel *>("galleryTitle")->text().contains("patient"));
+    }
+
+    void runInBackgroundStaysResponsiveAndCancels()
+    {
+        MainWindow w;
+        w.show();
+        QVERIFY(w.openProject(m_bigProject));
+        QSignalSpy finished(&w, &MainWindow::taskFinished);
+        w.runModels(kVit, kSae);
+        QVERIFY(w.currentTask());
+        // The event loop keeps turning while the run works: measure the longest gap.
+        QElapsedTimer clock;
+        clock.start();
+        qint64 last = 0, worst = 0;
+        QTimer tick;
+        tick.setInterval(5);
+        connect(&tick, &QTimer::timeout, [&] {
+            const qint64 now = clock.elapsed();
+            worst = std::max(worst, now - last);
+            last = now;
+        });
+        tick.start();
+        auto *bar = w.findChild<QProgressBar *>("taskProgress");
+        QTRY_VERIFY_WITH_TIMEOUT(bar->value() >= 16, 60000);
+        QVERIFY2(worst < 100, qPrintable(QStringLiteral("event loop stalled for %1 ms").arg(worst)));
+        w.cancelTask();
+        QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, 60000);
+        tick.stop();
+        QCOMPARE(finished.first().at(0).toBool(), false);
+        QVERIFY(finished.first().at(1).toString().contains("cancelled"));
+        QVERIFY2(worst < 100, qPrintable(QStringLiteral("event loop stalled for %1 ms").arg(worst)));
+        auto db = cytosae::store::ProjectDb::open(m_bigProject.toStdString(), cytosae::store::ProjectDb::OpenMode::ReadOnly);
+        QCOMPARE(*db->db().queryText("SELECT status FROM run"), std::string("cancelled"));
+        const int64_t stored = *db->count("SELECT count(*) FROM activation");
+        QVERIFY(stored > 0 && stored < 400);
+    }
+
+    void settingsPersist()
+    {
+        {
+            MainWindow w;
+            w.show();
+            QVERIFY(w.openProject(m_project));
+            w.findChild<QSlider *>("opacitySlider")->setValue(77);
+            w.close();
+        }
+        MainWindow again;
+        QCOMPARE(again.findChild<QSlider *>("opacitySlider")->value(), 77);
+        QVERIFY(QSettings().value("recentProjects").toStringList().contains(m_project));
+    }
+
+private:
+    QTemporaryDir m_dir;
+    QString m_project, m_bigProject;
+};
+
+QTEST_MAIN(TestMainWindow)
+#include "tst_mainwindow.moc"

@@ -1,0 +1,114 @@
+#pragma once
+
+// The explorer's main window: dockable views over one project sharing one selection
+// (patient, cell, concept), menus with shortcuts, and background work (import, run) with
+// progress, ETA and cancel in the status bar. Layout, recent projects and model paths
+// persist in QSettings.
+
+#include "app/ProjectSession.h"
+#include "tasks/BackgroundTask.h"
+
+#include <QFutureWatcher>
+#include <QHash>
+#include <QImage>
+#include <QMainWindow>
+#include <QPointer>
+
+#include <memory>
+
+class CellViewerPanel;
+class CohortModel;
+class ConceptBrowser;
+class GalleryModel;
+class GalleryView;
+class PatientSummary;
+class QLabel;
+class QMenu;
+class QProgressBar;
+class QTableView;
+class QTableWidget;
+class QToolButton;
+class SelectionModel;
+class ThumbnailLoader;
+struct TaskProgress;
+
+class MainWindow : public QMainWindow {
+    Q_OBJECT
+public:
+    explicit MainWindow(QWidget *parent = nullptr);
+    ~MainWindow() override;
+
+    // Seams for tests and the command line; the menu actions call these after their dialogs.
+    bool openProject(const QString &path);
+    bool createProject(const QString &path);
+    void importImages(const QString &source, const QString &layout, const QString &patientTable = {});
+    void runModels(const QString &vitPath, const QString &saePath);
+    void cancelTask();
+
+    ProjectSession *session() const { return m_session.get(); }
+    SelectionModel *selection() const { return m_selection; }
+    BackgroundTask *currentTask() const { return m_task; }
+    CellViewerPanel *cellViewer() const { return m_cellViewer; }
+    ConceptBrowser *conceptBrowser() const { return m_concepts; }
+    GalleryModel *galleryModel() const { return m_galleryModel; }
+    CohortModel *cohortModel() const { return m_cohortModel; }
+    QString lastMessage() const { return m_lastMessage; }
+
+signals:
+    void projectOpened(const QString &path);
+    void taskFinished(bool ok, const QString &message);
+
+protected:
+    void closeEvent(QCloseEvent *event) override;
+
+private:
+    void buildDocks();
+    void buildMenus();
+    void startTask(BackgroundTask *task);
+    void onTaskProgress(const TaskProgress &p);
+    void onTaskFinished(bool ok, const QString &message);
+    void showMessage(const QString &text, bool error = false);
+    void updateRecentMenu();
+    void addRecent(const QString &path);
+    void reloadViews();
+
+    void showCell(qint64 imageId);
+    void updateOverlay();
+    void updateGallery();
+    void updateCellConcepts();
+    void showPatchConcepts(int patch);
+
+    void chooseOpenProject();
+    void chooseNewProject();
+    void chooseImportFolder();
+    void chooseImportManifest();
+    void chooseRunModels();
+    void exportCellView();
+    void showAbout();
+
+    SelectionModel *m_selection;
+    std::unique_ptr<ProjectSession> m_session;
+    ThumbnailLoader *m_thumbnails;
+    CellViewerPanel *m_cellViewer;
+    ConceptBrowser *m_concepts;
+    PatientSummary *m_patient;
+    CohortModel *m_cohortModel;
+    QTableView *m_cohortView;
+    GalleryModel *m_galleryModel;
+    GalleryView *m_gallery;
+    QLabel *m_galleryTitle;
+    QTableWidget *m_cellConcepts;
+    QLabel *m_cellHeader;
+    QLabel *m_patchConcepts;
+    QMenu *m_recentMenu = nullptr;
+    QMenu *m_viewMenu = nullptr;
+    QProgressBar *m_progress;
+    QLabel *m_statusText;
+    QToolButton *m_cancelButton;
+    QPointer<BackgroundTask> m_task;
+    QString m_lastMessage;
+    QFutureWatcher<QImage> m_imageWatcher;
+    QHash<int, float> m_scaleOf;
+    QVector<store::ImageConcept> m_cellConceptRows;
+    QByteArray m_defaultState;
+};

@@ -1,0 +1,324 @@
+#include "app/ProjectSession.h"
+
+#include <QtConcurrent/QtConcurrent>
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_map>
+
+namespace {
+
+std::optional<store::ProjectDb> openReadOnly(const QString &path)
+{
+    auto db = store::ProjectDb::open(path.toStdString(), store::ProjectDb::OpenMode::ReadOnly);
+    if (!db)
+        return std::nullopt;
+    return std::move(db.value());
+}
+
+QString q(const std::string &s) { return QString::fromStdString(s); }
+
+} // namespace
+
+std::unique_ptr<ProjectSession> ProjectSession::open(const QString &path, QString *error)
+{
+    // Opened for writing once so an older schema is upgraded, then read-only for the views.
+    {
+        auto rw = store::ProjectDb::open(path.toStdString(), store::ProjectDb::OpenMode::Existing);
+        if (!rw) {
+            if (error)
+                *error = q(rw.message());
+            return nullptr;
+        }
+    }
+    auto db = store::ProjectDb::open(path.toStdString(), store::ProjectDb::OpenMode::ReadOnly);
+    if (!db) {
+        if (error)
+            *error = q(db.message());
+        return nullptr;
+    }
+    std::unique_ptr<ProjectSession> s(new ProjectSession());
+    s->m_path = path;
+    s->m_db = std::make_unique<store::ProjectDb>(std::move(db.value()));
+    s->refresh();
+    return s;
+}
+
+void ProjectSession::refresh()
+{
+    auto run = m_db->latestRun();
+    if (run && run->has_value())
+        m_run = **run;
+    else
+        m_run.reset();
+}
+
+QString ProjectSession::modelSummary()
+{
+    if (!m_run)
+        return QObject::tr("No run yet: use Run ▸ Run models… to compute concepts.");
+    auto vit = m_db->model(m_run->vitId);
+    auto sae = m_db->model(m_run->saeId);
+    return QObject::tr("Run %1 (%2): ViT %3 [sha256 %4…], SAE %5 [sha256 %6…], %7 latents, top-%8 per token")
+        .arg(m_run->id)
+        .arg(q(m_run->status))
+        .arg(vit ? q(vit->path) : QStringLiteral("?"))
+        .arg(vit ? q(vit->sha256.substr(0, 12)) : QString())
+        .arg(sae ? q(sae->path) : QStringLiteral("?"))
+        .arg(sae ? q(sae->sha256.substr(0, 12)) : QString())
+        .arg(m_run->dSae)
+        .arg(m_run->topK);
+}
+
+QVector<store::PatientRecord> ProjectSession::patients()
+{
+    auto p = m_db->patients();
+    return p ? QVector<store::PatientRecord>(p->begin(), p->end()) : QVector<store::PatientRecord>();
+}
+
+std::optional<CellInfo> ProjectSession::cell(qint64 imageId)
+{
+    auto img = m_db->image(imageId);
+    if (!img)
+        return std::nullopt;
+    CellInfo c;
+    c.imageId = imageId;
+    c.path = q(img->path);
+    c.patient = q(img->patientCode);
+    c.diagnosis = q(img->diagnosis);
+    c.className = q(img->className);
+    c.width = img->width;
+    c.height = img->height;
+    if (m_run) {
+        auto st = m_db->db().prepare("SELECT recon_error FROM activation WHERE run_id = ? AND image_id = ?");
+        if (st) {
+            st->bind(1, m_run->id).bind(2, imageId);
+            if (st->step())
+                c.reconError = float(st->columnDouble(0));
+        }
+    }
+    return c;
+}
+
+QVector<store::ImageConcept> ProjectSession::conceptsOfCell(qint64 imageId)
+{
+    if (!m_run)
+        return {};
+    auto c = m_db->conceptsOfImage(m_run->id, imageId);
+    return c ? QVector<store::ImageConcept>(c->begin(), c->end()) : QVector<store::ImageConcept>();
+}
+
+PatchGrid ProjectSession::patchValues(qint64 imageId, int latent)
+{
+    PatchGrid g;
+    if (!m_run)
+        return g;
+    auto t = m_db->tokensOfImage(m_run->id, imageId);
+    if (!t)
+        return g;
+    // Patch tokens are the last grid x grid tokens (after CLS and any registers).
+    const int side = int(std::sqrt(double(std::max(0, t->numTokens - 1))));
+    g.gridW = g.gridH = side;
+    g.prefix = t->numTokens - side * side;
+    g.values.fill(0.f, side * side);
+    for (int p = 0; p < side * side; ++p) {
+        const int token = g.prefix + p;
+        for (uint32_t j = t->offsets[size_t(token)]; j < t->offsets[size_t(token) + 1]; ++j)
+            if (t->entries[j].latent == latent)
+                g.values[p] = t->entries[j].value;
+    }
+    return g;
+}
+
+QVector<store::TokenLatent> ProjectSession::conceptsOfPatch(qint64 imageId, int patch)
+{
+    if (!m_run)
+        return {};
+    auto t = m_db->tokensOfImage(m_run->id, imageId);
+    if (!t)
+        return {};
+    const int side = int(std::sqrt(double(std::max(0, t->numTokens - 1))));
+    const int token = t->numTokens - side * side + patch;
+    if (patch < 0 || token >= t->numTokens)
+        return {};
+    return QVector<store::TokenLatent>(t->entries.begin() + t->offsets[size_t(token)],
+                                       t->entries.begin() + t->offsets[size_t(token) + 1]);
+}
+
+QVector<store::CellHit> ProjectSession::topCells(int latent, int limit, const store::CellFilter &filter)
+{
+    if (!m_run)
+        return {};
+    auto hits = m_db->topCells(m_run->id, latent, limit, filter);
+    return hits ? QVector<store::CellHit>(hits->begin(), hits->end()) : QVector<store::CellHit>();
+}
+
+QVector<QVector<store::CellHit>> ProjectSession::quantileCells(int latent, int bins, int perBin)
+{
+    QVector<QVector<store::CellHit>> out;
+    if (!m_run)
+        return out;
+    auto q = m_db->quantileSample(m_run->id, latent, bins, perBin, 1);
+    if (q)
+        for (const auto &bin : *q)
+            out.push_back(QVector<store::CellHit>(bin.begin(), bin.end()));
+    return out;
+}
+
+QVector<qint64> ProjectSession::cellsOfPatient(qint64 patientId, int limit)
+{
+    QVector<qint64> out;
+    auto st = m_db->db().prepare("SELECT id FROM image WHERE patient_id = ? AND qc_status = 'ok' ORDER BY id LIMIT ?");
+    if (!st)
+        return out;
+    st->bind(1, patientId).bind(2, limit);
+    while (st->step())
+        out.push_back(st->columnInt(0));
+    return out;
+}
+
+QVector<QPair<QString, int>> ProjectSession::classCounts(qint64 patientId)
+{
+    QVector<QPair<QString, int>> out;
+    auto st = m_db->db().prepare("SELECT coalesce(class, '(none)'), count(*) FROM image WHERE patient_id = ? AND "
+                                 "qc_status = 'ok' GROUP BY class ORDER BY count(*) DESC");
+    if (!st)
+        return out;
+    st->bind(1, patientId);
+    while (st->step())
+        out.push_back({q(st->columnText(0)), int(st->columnInt(1))});
+    return out;
+}
+
+QStringList ProjectSession::classes()
+{
+    QStringList out;
+    auto st = m_db->db().prepare("SELECT DISTINCT class FROM image WHERE class IS NOT NULL ORDER BY class");
+    while (st && st->step())
+        out << q(st->columnText(0));
+    return out;
+}
+
+QStringList ProjectSession::diagnoses()
+{
+    QStringList out;
+    auto st = m_db->db().prepare("SELECT DISTINCT diagnosis FROM patient WHERE diagnosis IS NOT NULL ORDER BY diagnosis");
+    while (st && st->step())
+        out << q(st->columnText(0));
+    return out;
+}
+
+QFuture<QVector<ConceptRow>> ProjectSession::loadConcepts() const
+{
+    const QString path = m_path;
+    const qint64 runId = m_run ? m_run->id : 0;
+    return QtConcurrent::run([path, runId]() {
+        QVector<ConceptRow> rows;
+        auto db = openReadOnly(path);
+        if (!db || !runId)
+            return rows;
+        auto st = db->db().prepare("SELECT latent, firing_images, firing_freq, mean_activation, label_entropy, dead, "
+                                   "dense, high_mean FROM concept_stats WHERE run_id = ? ORDER BY latent");
+        if (!st)
+            return rows;
+        st->bind(1, runId);
+        while (st->step()) {
+            ConceptRow r;
+            r.latent = int(st->columnInt(0));
+            r.firingImages = st->columnInt(1);
+            r.frequency = st->columnDouble(2);
+            r.meanActivation = st->columnIsNull(3) ? std::nan("") : st->columnDouble(3);
+            r.entropy = st->columnIsNull(4) ? -1 : st->columnDouble(4);
+            r.dead = st->columnInt(5) != 0;
+            r.dense = st->columnInt(6) != 0;
+            r.highMean = st->columnInt(7) != 0;
+            rows.push_back(r);
+        }
+        return rows;
+    });
+}
+
+QFuture<ConceptDistribution> ProjectSession::loadDistribution(int latent) const
+{
+    const QString path = m_path;
+    const qint64 runId = m_run ? m_run->id : 0;
+    return QtConcurrent::run([path, runId, latent]() {
+        ConceptDistribution d;
+        d.latent = latent;
+        auto db = openReadOnly(path);
+        if (!db || !runId)
+            return d;
+        auto st = db->db().prepare("SELECT mean, max_patch FROM image_concept WHERE run_id = ? AND latent = ?");
+        if (!st)
+            return d;
+        st->bind(1, runId).bind(2, int64_t(latent));
+        std::vector<float> maxima;
+        while (st->step()) {
+            d.means.push_back(float(st->columnDouble(0)));
+            maxima.push_back(float(st->columnDouble(1)));
+        }
+        if (!maxima.empty()) {
+            // The fixed overlay scale of this concept: the 99th percentile of its patch maxima.
+            const size_t k = std::min(maxima.size() - 1, size_t(double(maxima.size()) * 0.99));
+            std::nth_element(maxima.begin(), maxima.begin() + ptrdiff_t(k), maxima.end());
+            d.maxPatchP99 = std::max(maxima[k], 1e-3f);
+        }
+        return d;
+    });
+}
+
+QFuture<QVector<PatientConcept>> ProjectSession::loadPatientConcepts(qint64 patientId) const
+{
+    const QString path = m_path;
+    const qint64 runId = m_run ? m_run->id : 0;
+    return QtConcurrent::run([path, runId, patientId]() {
+        QVector<PatientConcept> out;
+        auto db = openReadOnly(path);
+        if (!db || !runId)
+            return out;
+        auto pts = db->patients();
+        if (!pts)
+            return out;
+        // Per-cell-normalised frequencies of every patient (the fixed barcode of REFERENCE.md).
+        std::unordered_map<int32_t, double> mine;
+        std::unordered_map<int32_t, std::pair<double, double>> others; // sum, sum of squares
+        int otherPatients = 0;
+        for (const auto &p : *pts) {
+            int64_t cells = 0;
+            auto fp = db->patientFingerprint(runId, p.id, &cells);
+            if (!fp || cells == 0)
+                continue;
+            if (p.id == patientId) {
+                for (const auto &e : *fp)
+                    mine[e.latent] = e.fraction;
+            } else {
+                ++otherPatients;
+                for (const auto &e : *fp) {
+                    auto &o = others[e.latent];
+                    o.first += e.fraction;
+                    o.second += e.fraction * e.fraction;
+                }
+            }
+        }
+        std::unordered_map<int32_t, bool> keys;
+        for (const auto &[l, v] : mine)
+            keys[l] = true;
+        for (const auto &[l, v] : others)
+            keys[l] = true;
+        for (const auto &[l, unused] : keys) {
+            PatientConcept c;
+            c.latent = l;
+            auto m = mine.find(l);
+            c.patientFraction = m == mine.end() ? 0 : m->second;
+            auto o = others.find(l);
+            if (otherPatients > 0 && o != others.end()) {
+                c.cohortFraction = o->second.first / otherPatients;
+                c.cohortSd = std::sqrt(std::max(0.0, o->second.second / otherPatients - c.cohortFraction * c.cohortFraction));
+            }
+            c.score = (c.patientFraction - c.cohortFraction) / (c.cohortSd + 0.01);
+            out.push_back(c);
+        }
+        std::sort(out.begin(), out.end(), [](const auto &a, const auto &b) { return a.score > b.score; });
+        return out;
+    });
+}

@@ -1,0 +1,93 @@
+#pragma once
+
+// An open project as the GUI sees it: its path, the run the views show, and the queries the
+// views need, as Qt value types. Small index lookups run on the calling (GUI) thread through
+// one read-only connection; anything that reads many rows is offered as an async call that
+// opens its own connection on a pool thread and delivers the result through a QFuture.
+
+#include "store/ProjectDb.h"
+
+#include <QFuture>
+#include <QHash>
+#include <QImage>
+#include <QString>
+#include <QVector>
+
+#include <memory>
+#include <optional>
+
+// The ui layer names core's store types without the project namespace.
+namespace store = cytosae::store;
+
+struct ConceptRow {
+    int latent = 0;
+    qint64 firingImages = 0;
+    double frequency = 0;
+    double meanActivation = 0; // NaN when it never fires
+    double entropy = -1;       // -1 when unknown
+    bool dead = false, dense = false, highMean = false;
+};
+
+struct CellInfo {
+    qint64 imageId = 0;
+    QString path;
+    QString patient;
+    QString diagnosis;
+    QString className;
+    int width = 0, height = 0;
+    float reconError = 0;
+};
+
+struct PatchGrid {
+    int gridW = 0, gridH = 0, prefix = 0;
+    QVector<float> values; // patch tokens of one latent, row-major
+};
+
+struct ConceptDistribution {
+    int latent = -1;
+    QVector<float> means;    // image-level means of firing images
+    float maxPatchP99 = 1.f; // the concept's fixed overlay scale
+};
+
+struct PatientConcept {
+    int latent = 0;
+    double patientFraction = 0;
+    double cohortFraction = 0; // mean over the other patients
+    double cohortSd = 0;
+    double score = 0;          // (patient - cohort) / (sd + 0.01): how far outside the cohort
+};
+
+class ProjectSession {
+public:
+    static std::unique_ptr<ProjectSession> open(const QString &path, QString *error);
+
+    const QString &path() const { return m_path; }
+    bool hasRun() const { return m_run.has_value(); }
+    const store::RunRecord &run() const { return *m_run; }
+    store::ProjectDb &db() { return *m_db; }
+    QString modelSummary();
+    // Re-reads the newest run (after a run finished in the background).
+    void refresh();
+
+    QVector<store::PatientRecord> patients();
+    std::optional<CellInfo> cell(qint64 imageId);
+    QVector<store::ImageConcept> conceptsOfCell(qint64 imageId);
+    QVector<store::TokenLatent> conceptsOfPatch(qint64 imageId, int patch);
+    PatchGrid patchValues(qint64 imageId, int latent);
+    QVector<store::CellHit> topCells(int latent, int limit, const store::CellFilter &filter = {});
+    QVector<QVector<store::CellHit>> quantileCells(int latent, int bins, int perBin);
+    QVector<qint64> cellsOfPatient(qint64 patientId, int limit);
+    QVector<QPair<QString, int>> classCounts(qint64 patientId);
+    QStringList classes();
+    QStringList diagnoses();
+
+    // Many rows: on a pool thread with its own connection.
+    QFuture<QVector<ConceptRow>> loadConcepts() const;
+    QFuture<ConceptDistribution> loadDistribution(int latent) const;
+    QFuture<QVector<PatientConcept>> loadPatientConcepts(qint64 patientId) const;
+
+private:
+    QString m_path;
+    std::unique_ptr<store::ProjectDb> m_db;
+    std::optional<store::RunRecord> m_run;
+};
