@@ -1,13 +1,9 @@
 #!/usr/bin/env bash
-# The main job on built-in demo data: sets up, then embeds the project's own test images
-# with the DinoBloom-format ViT and CytoSAE-format SAE fixtures, printing each image's
-# strongest concepts and writing out/demo.json.
+# The main job on the built-in demo: sets up, then creates the demo project in out/demo
+# (a synthetic cohort of 5 diagnoses run through the bundled demo ViT + SAE) and prints
+# how to open it in the explorer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-F=tests/data/fixtures
-mkdir -p out
-build/app/cli/cytosae embed --vit $F/tiny_dinobloom.pth \
-    --sae $F/final_sparse_autoencoder_dinov2_vitb14_-2_resid_256.pt \
-    --top 8 --json out/demo.json $F/images/*.png
-echo "demo: wrote out/demo.json"
+build/app/cli/cytosae demo out/demo
+echo "demo: open it with  build/app/gui/cytosae-explorer out/demo/demo.cyto"

@@ -145,19 +145,23 @@ Result<SaeTrainReport> trainSae(const std::vector<std::string> &imagePaths, cons
         if (o.resume && std::filesystem::exists(statePath)) {
             torch::serialize::InputArchive archive;
             archive.load_from(statePath, device);
-            at::Tensor t;
             torch::NoGradGuard ng;
+            // A fresh tensor per read: InputArchive::read into a defined tensor re-points it
+            // (set_) instead of replacing it, which mixes dtypes across reads.
+            auto read = [&](const char *name) {
+                at::Tensor t;
+                archive.read(name, t);
+                return t;
+            };
             for (auto [name, dst] : std::vector<std::pair<const char *, at::Tensor *>>{
                      {"W_enc", &p.wEnc}, {"b_enc", &p.bEnc}, {"W_dec", &p.wDec}, {"b_dec", &p.bDec}}) {
-                archive.read(name, t);
+                const at::Tensor t = read(name);
                 if (t.sizes() != dst->sizes())
                     return Error(statePath + ": the saved state has " + name + " of another shape; delete it to start over");
                 dst->copy_(t);
             }
-            archive.read("since_fired", t);
-            sinceFired.copy_(t);
-            archive.read("step", t);
-            step = int(t.item<int64_t>());
+            sinceFired.copy_(read("since_fired"));
+            step = int(read("step").item<int64_t>());
             torch::serialize::InputArchive opt;
             archive.read("adam", opt);
             adam.load(opt);
