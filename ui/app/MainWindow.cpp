@@ -112,6 +112,11 @@ MainWindow::MainWindow(QWidget *parent) : QMainWindow(parent)
     });
     connect(m_cellViewer, &CellViewerPanel::patchHovered, this, &MainWindow::showPatchConcepts);
     connect(m_cellViewer, &CellViewerPanel::patchClicked, this, &MainWindow::showPatchConcepts);
+    connect(&m_galleryWatcher, &QFutureWatcher<QVector<GalleryItem>>::finished, this, [this] {
+        const auto items = m_galleryWatcher.result();
+        m_galleryModel->setItems(items);
+        m_galleryTitle->setText(tr("%1 (%2)").arg(m_pendingGalleryTitle).arg(items.size()));
+    });
     connect(&m_imageWatcher, &QFutureWatcher<QImage>::finished, this, [this] {
         m_cellViewer->setImage(m_imageWatcher.result());
         updateOverlay();
@@ -546,25 +551,13 @@ void MainWindow::updateGallery()
     if (latent >= 0 && m_session->hasRun()) {
         store::CellFilter f;
         f.patientId = patient;
-        const auto hits = m_session->topCells(latent, 400, f);
-        m_galleryModel->setItems(ConceptBrowser::itemsFor(m_session.get(), latent, hits, m_scaleOf.value(latent, 1.f)));
-        m_galleryTitle->setText(patient ? tr("Cells of patient %1 carrying latent %2, strongest first (%3)")
-                                              .arg(patientCode)
-                                              .arg(latent)
-                                              .arg(hits.size())
-                                        : tr("Cells carrying latent %1, strongest first (%2 shown)").arg(latent).arg(hits.size()));
+        m_pendingGalleryTitle = patient ? tr("Cells of patient %1 carrying latent %2, strongest first").arg(patientCode).arg(latent)
+                                        : tr("Cells carrying latent %1, strongest first").arg(latent);
+        m_galleryTitle->setText(m_pendingGalleryTitle + tr(" (loading…)"));
+        m_galleryWatcher.setFuture(m_session->loadConceptCells(latent, f, 400, m_scaleOf.value(latent, 1.f)));
     } else if (patient) {
-        QVector<GalleryItem> items;
-        for (qint64 id : m_session->cellsOfPatient(patient, 5000)) {
-            auto cell = m_session->cell(id);
-            if (!cell)
-                continue;
-            GalleryItem it;
-            it.imageId = id;
-            it.path = cell->path;
-            it.caption = cell->className.isEmpty() ? QString::number(id) : cell->className;
-            items.push_back(it);
-        }
+        m_galleryWatcher.cancel();
+        const QVector<GalleryItem> items = m_session->patientCells(patient, 100000);
         m_galleryModel->setItems(items);
         m_galleryTitle->setText(tr("All cells of patient %1 (%2)").arg(patientCode).arg(items.size()));
     }

@@ -108,6 +108,8 @@ private:
     QPointer<BackgroundTask> m_task;
     QString m_lastMessage;
     QFutureWatcher<QImage> m_imageWatcher;
+    QFutureWatcher<QVector<GalleryItem>> m_galleryWatcher;
+    QString m_pendingGalleryTitle;
     QHash<int, float> m_scaleOf;
     QVector<store::ImageConcept> m_cellConceptRows;
     QByteArray m_defaultState;

@@ -18,6 +18,47 @@ std::optional<store::ProjectDb> openReadOnly(const QString &path)
 
 QString q(const std::string &s) { return QString::fromStdString(s); }
 
+// Patch grid of one latent from a token top-k blob: the last side x side tokens are patches.
+PatchGrid gridOf(const store::TokenTopK &t, int latent)
+{
+    PatchGrid g;
+    const int side = int(std::sqrt(double(std::max(0, t.numTokens - 1))));
+    g.gridW = g.gridH = side;
+    g.prefix = t.numTokens - side * side;
+    g.values.fill(0.f, side * side);
+    for (int p = 0; p < side * side; ++p) {
+        const int token = g.prefix + p;
+        for (uint32_t j = t.offsets[size_t(token)]; j < t.offsets[size_t(token) + 1]; ++j)
+            if (t.entries[j].latent == latent)
+                g.values[p] = t.entries[j].value;
+    }
+    return g;
+}
+
+QVector<GalleryItem> itemsFromHits(store::ProjectDb &db, qint64 runId, int latent, const std::vector<store::CellHit> &hits,
+                                   float scaleMax, const QString &prefix)
+{
+    QVector<GalleryItem> items;
+    items.reserve(int(hits.size()));
+    for (const auto &h : hits) {
+        GalleryItem it;
+        it.imageId = h.imageId;
+        auto img = db.image(h.imageId);
+        it.path = img ? q(img->path) : QString();
+        it.caption = prefix + QString::number(double(h.mean), 'f', 3) +
+                     (img && !img->patientCode.empty() ? " · " + q(img->patientCode) : QString());
+        if (auto t = db.tokensOfImage(runId, h.imageId)) {
+            const PatchGrid g = gridOf(*t, latent);
+            it.overlay = g.values;
+            it.gridW = g.gridW;
+            it.gridH = g.gridH;
+        }
+        it.scaleMax = scaleMax;
+        items.push_back(it);
+    }
+    return items;
+}
+
 } // namespace
 
 std::unique_ptr<ProjectSession> ProjectSession::open(const QString &path, QString *error)
@@ -114,20 +155,7 @@ PatchGrid ProjectSession::patchValues(qint64 imageId, int latent)
     if (!m_run)
         return g;
     auto t = m_db->tokensOfImage(m_run->id, imageId);
-    if (!t)
-        return g;
-    // Patch tokens are the last grid x grid tokens (after CLS and any registers).
-    const int side = int(std::sqrt(double(std::max(0, t->numTokens - 1))));
-    g.gridW = g.gridH = side;
-    g.prefix = t->numTokens - side * side;
-    g.values.fill(0.f, side * side);
-    for (int p = 0; p < side * side; ++p) {
-        const int token = g.prefix + p;
-        for (uint32_t j = t->offsets[size_t(token)]; j < t->offsets[size_t(token) + 1]; ++j)
-            if (t->entries[j].latent == latent)
-                g.values[p] = t->entries[j].value;
-    }
-    return g;
+    return t ? gridOf(*t, latent) : g;
 }
 
 QVector<store::TokenLatent> ProjectSession::conceptsOfPatch(qint64 imageId, int patch)
@@ -145,35 +173,21 @@ QVector<store::TokenLatent> ProjectSession::conceptsOfPatch(qint64 imageId, int 
                                        t->entries.begin() + t->offsets[size_t(token) + 1]);
 }
 
-QVector<store::CellHit> ProjectSession::topCells(int latent, int limit, const store::CellFilter &filter)
+QVector<GalleryItem> ProjectSession::patientCells(qint64 patientId, int limit)
 {
-    if (!m_run)
-        return {};
-    auto hits = m_db->topCells(m_run->id, latent, limit, filter);
-    return hits ? QVector<store::CellHit>(hits->begin(), hits->end()) : QVector<store::CellHit>();
-}
-
-QVector<QVector<store::CellHit>> ProjectSession::quantileCells(int latent, int bins, int perBin)
-{
-    QVector<QVector<store::CellHit>> out;
-    if (!m_run)
-        return out;
-    auto q = m_db->quantileSample(m_run->id, latent, bins, perBin, 1);
-    if (q)
-        for (const auto &bin : *q)
-            out.push_back(QVector<store::CellHit>(bin.begin(), bin.end()));
-    return out;
-}
-
-QVector<qint64> ProjectSession::cellsOfPatient(qint64 patientId, int limit)
-{
-    QVector<qint64> out;
-    auto st = m_db->db().prepare("SELECT id FROM image WHERE patient_id = ? AND qc_status = 'ok' ORDER BY id LIMIT ?");
+    QVector<GalleryItem> out;
+    auto st = m_db->db().prepare("SELECT id, path, coalesce(class, '') FROM image WHERE patient_id = ? AND "
+                                 "qc_status = 'ok' ORDER BY id LIMIT ?");
     if (!st)
         return out;
     st->bind(1, patientId).bind(2, limit);
-    while (st->step())
-        out.push_back(st->columnInt(0));
+    while (st->step()) {
+        GalleryItem it;
+        it.imageId = st->columnInt(0);
+        it.path = q(st->columnText(1));
+        it.caption = q(st->columnText(2));
+        out.push_back(it);
+    }
     return out;
 }
 
@@ -320,5 +334,37 @@ QFuture<QVector<PatientConcept>> ProjectSession::loadPatientConcepts(qint64 pati
         }
         std::sort(out.begin(), out.end(), [](const auto &a, const auto &b) { return a.score > b.score; });
         return out;
+    });
+}
+
+QFuture<QVector<GalleryItem>> ProjectSession::loadConceptCells(int latent, const store::CellFilter &filter, int limit,
+                                                              float scaleMax) const
+{
+    const QString path = m_path;
+    const qint64 runId = m_run ? m_run->id : 0;
+    return QtConcurrent::run([path, runId, latent, filter, limit, scaleMax]() {
+        auto db = openReadOnly(path);
+        if (!db || !runId)
+            return QVector<GalleryItem>();
+        auto hits = db->topCells(runId, latent, limit, filter);
+        return hits ? itemsFromHits(*db, runId, latent, *hits, scaleMax, {}) : QVector<GalleryItem>();
+    });
+}
+
+QFuture<QVector<GalleryItem>> ProjectSession::loadQuantileCells(int latent, int bins, int perBin, float scaleMax) const
+{
+    const QString path = m_path;
+    const qint64 runId = m_run ? m_run->id : 0;
+    return QtConcurrent::run([path, runId, latent, bins, perBin, scaleMax]() {
+        QVector<GalleryItem> items;
+        auto db = openReadOnly(path);
+        if (!db || !runId)
+            return items;
+        auto sample = db->quantileSample(runId, latent, bins, perBin, 1);
+        if (!sample)
+            return items;
+        for (size_t b = 0; b < sample->size(); ++b)
+            items += itemsFromHits(*db, runId, latent, (*sample)[b], scaleMax, QStringLiteral("Q%1 · ").arg(b + 1));
+        return items;
     });
 }

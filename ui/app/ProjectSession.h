@@ -5,6 +5,7 @@
 // one read-only connection; anything that reads many rows is offered as an async call that
 // opens its own connection on a pool thread and delivers the result through a QFuture.
 
+#include "gallery/GalleryItem.h"
 #include "store/ProjectDb.h"
 
 #include <QFuture>
@@ -74,9 +75,8 @@ public:
     QVector<store::ImageConcept> conceptsOfCell(qint64 imageId);
     QVector<store::TokenLatent> conceptsOfPatch(qint64 imageId, int patch);
     PatchGrid patchValues(qint64 imageId, int latent);
-    QVector<store::CellHit> topCells(int latent, int limit, const store::CellFilter &filter = {});
-    QVector<QVector<store::CellHit>> quantileCells(int latent, int bins, int perBin);
-    QVector<qint64> cellsOfPatient(qint64 patientId, int limit);
+    // One query: the patient's accepted cells as gallery items (captioned by class).
+    QVector<GalleryItem> patientCells(qint64 patientId, int limit);
     QVector<QPair<QString, int>> classCounts(qint64 patientId);
     QStringList classes();
     QStringList diagnoses();
@@ -85,6 +85,11 @@ public:
     QFuture<QVector<ConceptRow>> loadConcepts() const;
     QFuture<ConceptDistribution> loadDistribution(int latent) const;
     QFuture<QVector<PatientConcept>> loadPatientConcepts(qint64 patientId) const;
+    // Gallery items (path, caption, the latent's patch grid for the overlay) of a concept's
+    // strongest cells, or of cells sampled across its activation quantiles.
+    QFuture<QVector<GalleryItem>> loadConceptCells(int latent, const store::CellFilter &filter, int limit,
+                                                   float scaleMax) const;
+    QFuture<QVector<GalleryItem>> loadQuantileCells(int latent, int bins, int perBin, float scaleMax) const;
 
 private:
     QString m_path;

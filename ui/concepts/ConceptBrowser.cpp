@@ -138,6 +138,10 @@ ConceptBrowser::ConceptBrowser(SelectionModel *selection, ThumbnailLoader *loade
         if (m_selection->latent() >= 0)
             showLatent(m_selection->latent());
     });
+    connect(&m_topWatcher, &QFutureWatcher<QVector<GalleryItem>>::finished, this,
+            [this] { m_topModel->setItems(m_topWatcher.result()); });
+    connect(&m_quantileWatcher, &QFutureWatcher<QVector<GalleryItem>>::finished, this,
+            [this] { m_quantileModel->setItems(m_quantileWatcher.result()); });
     connect(&m_distributionWatcher, &QFutureWatcher<ConceptDistribution>::finished, this, [this] {
         const ConceptDistribution d = m_distributionWatcher.result();
         if (d.latent != m_selection->latent())
@@ -185,26 +189,6 @@ store::CellFilter ConceptBrowser::currentFilter() const
     return f;
 }
 
-QVector<GalleryItem> ConceptBrowser::itemsFor(ProjectSession *session, int latent, const QVector<store::CellHit> &hits,
-                                              float scaleMax, const QString &prefix)
-{
-    QVector<GalleryItem> items;
-    for (const auto &h : hits) {
-        GalleryItem it;
-        it.imageId = h.imageId;
-        auto cell = session->cell(h.imageId);
-        it.path = cell ? cell->path : QString();
-        it.caption = prefix + QString::number(double(h.mean), 'f', 3) + (cell ? " · " + cell->patient : QString());
-        const PatchGrid g = session->patchValues(h.imageId, latent);
-        it.overlay = g.values;
-        it.gridW = g.gridW;
-        it.gridH = g.gridH;
-        it.scaleMax = scaleMax;
-        items.push_back(it);
-    }
-    return items;
-}
-
 void ConceptBrowser::showLatent(int latent)
 {
     if (!m_session || latent < 0)
@@ -234,13 +218,9 @@ void ConceptBrowser::refreshCells()
     const int latent = m_selection->latent();
     if (!m_session || latent < 0)
         return;
-    m_topModel->setItems(itemsFor(m_session, latent, m_session->topCells(latent, 48, currentFilter()), m_scaleMax));
-    QVector<store::CellHit> sampled;
-    QVector<GalleryItem> items;
-    const auto bins = m_session->quantileCells(latent, 5, 4);
-    for (int b = 0; b < bins.size(); ++b)
-        items += itemsFor(m_session, latent, bins[b], m_scaleMax, QStringLiteral("Q%1 · ").arg(b + 1));
-    m_quantileModel->setItems(items);
+    // Off the GUI thread: reading each cell's token blob for its overlay is many rows.
+    m_topWatcher.setFuture(m_session->loadConceptCells(latent, currentFilter(), 48, m_scaleMax));
+    m_quantileWatcher.setFuture(m_session->loadQuantileCells(latent, 5, 4, m_scaleMax));
 }
 
 void ConceptBrowser::drawHistogram(const ConceptDistribution &d)

@@ -32,9 +32,6 @@ public:
     ConceptFilterModel *filterModel() const { return m_filter; }
     GalleryModel *topCellsModel() const { return m_topModel; }
     GalleryModel *quantileCellsModel() const { return m_quantileModel; }
-    // Builds gallery items for cells of a latent, with the latent's patch overlay.
-    static QVector<struct GalleryItem> itemsFor(ProjectSession *session, int latent, const QVector<store::CellHit> &hits,
-                                                float scaleMax, const QString &prefix = {});
 
 signals:
     void conceptsLoaded(int count);
@@ -61,5 +58,6 @@ private:
     GalleryView *m_topView, *m_quantileView;
     QFutureWatcher<QVector<ConceptRow>> m_conceptsWatcher;
     QFutureWatcher<ConceptDistribution> m_distributionWatcher;
+    QFutureWatcher<QVector<GalleryItem>> m_topWatcher, m_quantileWatcher;
     float m_scaleMax = 1.f;
 };
