@@ -5,6 +5,7 @@
 #include "Progress.h"
 
 #include "demo/DemoCohort.h"
+#include "demo/SyntheticCells.h"
 #include "pipeline/Importer.h"
 #include "pipeline/Runner.h"
 #include "store/ProjectDb.h"
@@ -269,7 +270,7 @@ int trainVitCommand(int argc, char **argv)
         if (c.empty())
             continue;
         auto it = classIds.emplace(c, int(classIds.size())).first;
-        labelled.push_back({p, it->second});
+        labelled.push_back({p, it->second, {}});
     }
     if (classIds.size() < 2)
         return fail("the project's images need at least two class labels to train on");
@@ -377,8 +378,29 @@ int buildDemoModelsCommand(int argc, char **argv)
     std::map<std::string, int> ids;
     std::vector<train::LabelledImage> labelled;
     std::vector<std::string> paths;
+    const int grid = 16, parts = demo::kPartCount;
     for (const auto &[p, c] : *labelledImages) {
-        labelled.push_back({p, ids.emplace(c, int(ids.size())).first->second});
+        train::LabelledImage li{p, ids.emplace(c, int(ids.size())).first->second, {}};
+        // Patch targets from the generator's masks (the cell is regenerated from its seed):
+        // which parts cover at least 10 % of each patch of the 224 px input.
+        const std::string stem = fs::path(p).stem().string(); // TRAIN_<index>_<type>
+        const size_t a = stem.find('_'), b = stem.find('_', a + 1);
+        const int index = std::stoi(stem.substr(a + 1, b - a - 1));
+        const demo::CohortImage ci = demo::cohortImage(spec, index);
+        const demo::SyntheticCell cell = demo::generateCell(ci.type, ci.seed);
+        li.patchTargets.assign(size_t(grid * grid * parts), 0);
+        for (int q = 0; q < grid * grid; ++q) {
+            const int x0 = (q % grid) * cell.width / grid, x1 = (q % grid + 1) * cell.width / grid;
+            const int y0 = (q / grid) * cell.height / grid, y1 = (q / grid + 1) * cell.height / grid;
+            for (int part = 0; part < parts; ++part) {
+                int covered = 0;
+                for (int y = y0; y < y1; ++y)
+                    for (int x = x0; x < x1; ++x)
+                        covered += cell.parts[size_t(part)].pixels[size_t(y * cell.width + x)] != 0;
+                li.patchTargets[size_t(q * parts + part)] = covered * 10 >= (x1 - x0) * (y1 - y0);
+            }
+        }
+        labelled.push_back(std::move(li));
         paths.push_back(p);
     }
     std::vector<std::string> names(ids.size());
@@ -390,6 +412,7 @@ int buildDemoModelsCommand(int argc, char **argv)
     vo.epochs = epochs;
     vo.threads = threads;
     vo.device = model::DeviceChoice::Cpu; // deterministic and the same on every machine
+    vo.patchTargetCount = parts;
     Result<train::VitTrainReport> vit = train::VitTrainReport{};
     if (!saeOnly) {
         vit = train::trainVitClassifier(labelled, names, vo, stderrProgress(), &g_stop);

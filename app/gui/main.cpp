@@ -15,7 +15,7 @@ namespace {
 // Documentation screenshots: open the project, walk the selection the way a user would
 // (a patient, its most over-represented concept, its strongest cell) and save the window
 // with the cell dock and then the patient dock in front.
-void scheduleScreenshots(MainWindow &w, const QString &prefix, const QString &patientCode)
+void scheduleScreenshots(MainWindow &w, const QString &prefix, const QString &patientCode, int latent)
 {
     QTimer::singleShot(1500, &w, [&w, patientCode] {
         auto *session = w.session();
@@ -27,9 +27,11 @@ void scheduleScreenshots(MainWindow &w, const QString &prefix, const QString &pa
                 break;
             }
     });
-    QTimer::singleShot(5000, &w, [&w] {
+    QTimer::singleShot(5000, &w, [&w, latent] {
         auto *table = w.findChild<QTableWidget *>(QStringLiteral("patientConcepts"));
-        if (table && table->rowCount() > 0)
+        if (latent >= 0)
+            w.selection()->setLatent(latent);
+        else if (table && table->rowCount() > 0)
             w.selection()->setLatent(table->item(0, 0)->text().toInt());
     });
     QTimer::singleShot(7000, &w, [&w] {
@@ -69,8 +71,11 @@ int main(int argc, char **argv)
                              QStringLiteral("PREFIX"));
     QCommandLineOption patient(QStringLiteral("patient"), QStringLiteral("Patient to show in the screenshots."),
                                QStringLiteral("CODE"));
+    QCommandLineOption latent(QStringLiteral("latent"), QStringLiteral("Concept to show in the screenshots."),
+                              QStringLiteral("N"));
     parser.addOption(shots);
     parser.addOption(patient);
+    parser.addOption(latent);
     parser.process(app);
 
     MainWindow window;
@@ -80,6 +85,7 @@ int main(int argc, char **argv)
     if (!parser.positionalArguments().isEmpty())
         window.openProject(parser.positionalArguments().first());
     if (parser.isSet(shots))
-        scheduleScreenshots(window, parser.value(shots), parser.value(patient));
+        scheduleScreenshots(window, parser.value(shots), parser.value(patient),
+                            parser.isSet(latent) ? parser.value(latent).toInt() : -1);
     return app.exec();
 }

@@ -85,9 +85,25 @@ Result<VitTrainReport> trainVitClassifier(const std::vector<LabelledImage> &imag
         for (const auto &name : sd.names)
             if (name != "mask_token")
                 params.push_back(sd.tensors.at(name).requires_grad_(true));
+        const int parts = o.patchTargetCount;
+        if (parts > 0) {
+            head.push_back(torch::randn({parts, int64_t(o.embedDim)}) * 0.02);
+            head.push_back(torch::zeros({parts}));
+        }
         for (auto &h : head) {
             h = h.to(device).requires_grad_(true);
             params.push_back(h);
+        }
+        const int64_t patches = int64_t(o.grid) * o.grid;
+        std::vector<uint8_t> targets;
+        if (parts > 0) {
+            targets.resize(images.size() * size_t(patches) * size_t(parts));
+            for (size_t i = 0; i < images.size(); ++i) {
+                if (images[i].patchTargets.size() != size_t(patches) * size_t(parts))
+                    return Error(images[i].path + ": patch targets do not match the grid and part count");
+                std::copy(images[i].patchTargets.begin(), images[i].patchTargets.end(),
+                          targets.begin() + ptrdiff_t(i * size_t(patches) * size_t(parts)));
+            }
         }
 
         // Decode and resize once (uint8, 224 x 224): the same preprocessing as inference.
@@ -126,9 +142,16 @@ Result<VitTrainReport> trainVitClassifier(const std::vector<LabelledImage> &imag
         const int64_t stepsPerEpoch = (trainIdx.size(0) + o.batch - 1) / o.batch;
         const int64_t totalSteps = stepsPerEpoch * o.epochs;
         ProgressMeter meter("training", totalSteps, progress);
+        at::Tensor targetT = parts > 0 ? torch::from_blob(targets.data(), {int64_t(images.size()), int64_t(o.grid),
+                                                                            int64_t(o.grid), int64_t(parts)},
+                                                          torch::kUInt8)
+                                       : at::Tensor();
+        at::Tensor lastPatchLogits;
         auto logits = [&](const at::Tensor &x) {
-            at::Tensor cls = vit->finalNorm(vit->blocks(vit->embed(x), 0, o.depth - 1).select(1, 0));
-            return torch::linear(cls, head[0], head[1]);
+            at::Tensor tokens = vit->finalNorm(vit->blocks(vit->embed(x), 0, o.depth - 1));
+            if (parts > 0)
+                lastPatchLogits = torch::linear(tokens.narrow(1, tokens.size(1) - patches, patches), head[2], head[3]);
+            return torch::linear(tokens.select(1, 0), head[0], head[1]);
         };
         int64_t step = 0;
         for (int epoch = 0; epoch < o.epochs; ++epoch) {
@@ -141,11 +164,18 @@ Result<VitTrainReport> trainVitClassifier(const std::vector<LabelledImage> &imag
                 }
                 at::Tensor idx = perm.narrow(0, b * o.batch, std::min<int64_t>(o.batch, perm.size(0) - b * o.batch));
                 at::Tensor x = batchOf(idx);
-                // Flips: cells have no preferred orientation.
-                if (torch::rand({1}, gen).item<float>() < 0.5f)
+                at::Tensor t = parts > 0 ? targetT.index_select(0, idx).to(torch::kFloat) : at::Tensor();
+                // Flips: cells have no preferred orientation (patch targets flip with them).
+                if (torch::rand({1}, gen).item<float>() < 0.5f) {
                     x = x.flip({3});
-                if (torch::rand({1}, gen).item<float>() < 0.5f)
+                    if (parts > 0)
+                        t = t.flip({2});
+                }
+                if (torch::rand({1}, gen).item<float>() < 0.5f) {
                     x = x.flip({2});
+                    if (parts > 0)
+                        t = t.flip({1});
+                }
                 at::Tensor y = labelT.index_select(0, idx).to(device);
                 // Cosine schedule after a short warm-up.
                 const double warm = std::min(1.0, double(step + 1) / std::max<double>(1.0, double(stepsPerEpoch) / 2));
@@ -155,6 +185,9 @@ Result<VitTrainReport> trainVitClassifier(const std::vector<LabelledImage> &imag
                 opt.zero_grad();
                 at::Tensor out = logits(x);
                 at::Tensor loss = torch::cross_entropy_loss(out, y);
+                if (parts > 0)
+                    loss = loss + o.patchLossWeight * torch::binary_cross_entropy_with_logits(
+                                                          lastPatchLogits, t.reshape({t.size(0), patches, parts}).to(device));
                 loss.backward();
                 opt.step();
                 correct += (out.argmax(1) == y).sum().item<int64_t>();
@@ -178,6 +211,10 @@ Result<VitTrainReport> trainVitClassifier(const std::vector<LabelledImage> &imag
         model::StateDict classifier;
         classifier.insert("classifier.weight", head[0]);
         classifier.insert("classifier.bias", head[1]);
+        if (parts > 0) {
+            classifier.insert("patch_head.weight", head[2]);
+            classifier.insert("patch_head.bias", head[3]);
+        }
         if (Status s = model::saveVitFile(o.outPath, toNamed(vit->stateDict()), toNamed(classifier)); !s)
             return s.error();
     } catch (const c10::Error &e) {

@@ -2,7 +2,8 @@
 
 // Supervised training of a small DINOv2-architecture ViT on labelled cell images (the demo
 // model: it must learn the morphology that separates the cell types, so that an SAE on its
-// residuals finds nuclei, granules, Auer rods...). Deterministic for a given seed and thread
+// residuals finds nuclei, granules, Auer rods...). Optionally also per-patch part targets, so
+// that patch tokens carry local morphology the way a self-supervised DinoBloom's do. Deterministic for a given seed and thread
 // count. Saves a DinoBloom-format checkpoint (the backbone under teacher.backbone.*, the
 // classifier under teacher.classifier.*, which the ViT reader ignores).
 //
@@ -21,6 +22,9 @@ namespace cytosae::train {
 struct LabelledImage {
     std::string path;
     int label = 0;
+    // Optional dense targets: for each patch (row-major grid x grid) and each of
+    // VitTrainOptions::patchTargetCount parts, 1 when the part is in the patch.
+    std::vector<uint8_t> patchTargets;
 };
 
 struct VitTrainOptions {
@@ -35,6 +39,10 @@ struct VitTrainOptions {
     double lr = 1e-3;
     double weightDecay = 0.05;
     double validationFraction = 0.1;
+    // With patch targets: a linear head on the final-norm patch tokens learns which parts each
+    // patch holds (binary cross-entropy, weighted), besides the cell type on the CLS token.
+    int patchTargetCount = 0;
+    double patchLossWeight = 1.0;
     uint64_t seed = 7;
     int threads = 0;
     model::DeviceChoice device = model::DeviceChoice::Auto;

@@ -119,6 +119,41 @@ private slots:
         QCOMPARE(QByteArray(input->bytes.data(), int(input->bytes.size())), img1);
     }
 
+    // The README's main job, small: generate the demo cohort, run it through the bundled
+    // demo model, then query the project from the command line.
+    void demoProjectEndToEnd()
+    {
+        QTemporaryDir dir;
+        Run r = runCli({"demo", dir.filePath("demo"), "--patients-per-group", "1", "--cells", "6"});
+        QVERIFY2(r.code == 0, qPrintable(r.out + r.err));
+        QVERIFY(r.out.contains("demo project ready"));
+        const QString project = dir.filePath("demo/demo.cyto");
+        Run stats = runCli({"stats", project});
+        QCOMPARE(stats.code, 0);
+        QVERIFY2(stats.out.contains("30 accepted"), qPrintable(stats.out));
+        QVERIFY(stats.out.contains("patients: 5"));
+        QVERIFY(stats.out.contains("30 images with results"));
+        Run top = runCli({"top", project, "--latent", "1", "--n", "3", "--diagnosis", "APL"});
+        QCOMPARE(top.code, 0);
+        QVERIFY(top.out.contains("APL01") || top.out.split('\n').size() <= 2); // only APL cells, if any carry it
+        QVERIFY(!top.out.contains("CTL01"));
+        const QString csv = dir.filePath("stats.csv");
+        Run exp = runCli({"export", project, "--what", "latent-stats", "--out", csv});
+        QCOMPARE(exp.code, 0);
+        QFile f(csv);
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        QCOMPARE(f.readLine().trimmed(),
+                 QByteArray("latent,firing_images,firing_freq,mean_activation,label_entropy,top_images,dead,dense,high_mean"));
+        int rows = 0;
+        while (!f.atEnd())
+            rows += !f.readLine().trimmed().isEmpty();
+        QCOMPARE(rows, 768); // one per latent of the demo SAE
+        // Running the demo again reuses the cohort and the finished run.
+        Run again = runCli({"demo", dir.filePath("demo"), "--patients-per-group", "1", "--cells", "6"});
+        QCOMPARE(again.code, 0);
+        QVERIFY(again.out.contains("30 already there"));
+    }
+
     void wrongCheckpointFailsWithItsName()
     {
         Run r = runCli({"embed", "--vit", kSae, "--sae", kSae, kFix + "images/img0_rgb_224x224.png"});

@@ -329,7 +329,9 @@ QFuture<QVector<PatientConcept>> ProjectSession::loadPatientConcepts(qint64 pati
                 c.cohortFraction = o->second.first / otherPatients;
                 c.cohortSd = std::sqrt(std::max(0.0, o->second.second / otherPatients - c.cohortFraction * c.cohortFraction));
             }
-            c.score = (c.patientFraction - c.cohortFraction) / (c.cohortSd + 0.01);
+            // The 0.05 floor keeps concepts seen in one or two cells of a small cohort from
+            // outranking large, consistent differences.
+            c.score = (c.patientFraction - c.cohortFraction) / (c.cohortSd + 0.05);
             out.push_back(c);
         }
         std::sort(out.begin(), out.end(), [](const auto &a, const auto &b) { return a.score > b.score; });

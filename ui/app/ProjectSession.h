@@ -55,7 +55,7 @@ struct PatientConcept {
     double patientFraction = 0;
     double cohortFraction = 0; // mean over the other patients
     double cohortSd = 0;
-    double score = 0;          // (patient - cohort) / (sd + 0.01): how far outside the cohort
+    double score = 0;          // (patient - cohort) / (sd + 0.05): how far outside the cohort
 };
 
 class ProjectSession {

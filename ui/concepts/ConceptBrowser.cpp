@@ -115,6 +115,7 @@ ConceptBrowser::ConceptBrowser(SelectionModel *selection, ThumbnailLoader *loade
     split->addWidget(bottom);
     split->setStretchFactor(0, 2);
     split->setStretchFactor(1, 3);
+    split->setSizes({320, 480});
     auto *layout = new QVBoxLayout(this);
     layout->setContentsMargins(2, 2, 2, 2);
     layout->addWidget(split);

@@ -25,7 +25,7 @@ PatientSummary::PatientSummary(SelectionModel *selection, QWidget *parent) : QWi
     m_concepts = new QTableWidget(0, 4, this);
     m_concepts->setObjectName(QStringLiteral("patientConcepts"));
     m_concepts->setHorizontalHeaderLabels({tr("Latent"), tr("Patient"), tr("Cohort"), tr("Score")});
-    m_concepts->horizontalHeaderItem(3)->setToolTip(tr("(patient − cohort mean) / (cohort SD + 0.01): how far the "
+    m_concepts->horizontalHeaderItem(3)->setToolTip(tr("(patient − cohort mean) / (cohort SD + 0.05): how far the "
                                                         "patient lies outside the other patients"));
     m_concepts->verticalHeader()->hide();
     m_concepts->setEditTriggers(QAbstractItemView::NoEditTriggers);
