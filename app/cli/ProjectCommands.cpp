@@ -2,6 +2,7 @@
 
 #include "CliArgs.h"
 #include "Commands.h"
+#include "Interrupt.h"
 #include "Progress.h"
 
 #include "pipeline/Importer.h"
@@ -15,28 +16,6 @@
 namespace cytosae::cli {
 
 namespace {
-
-std::atomic<bool> g_cancel{false};
-
-void onInterrupt(int)
-{
-    g_cancel = true;
-}
-
-// Ctrl-C cancels between batches; a second Ctrl-C kills (the run resumes later).
-struct InterruptGuard {
-    InterruptGuard()
-    {
-        g_cancel = false;
-        std::signal(SIGINT, onInterrupt);
-        std::signal(SIGTERM, onInterrupt);
-    }
-    ~InterruptGuard()
-    {
-        std::signal(SIGINT, SIG_DFL);
-        std::signal(SIGTERM, SIG_DFL);
-    }
-};
 
 int usageError(const char *cmd, const std::string &msg, const char *help)
 {
@@ -174,7 +153,8 @@ int importCommand(int argc, char **argv)
         return 1;
     }
     InterruptGuard guard;
-    auto report = pipeline::importImages(*db, options, stderrProgress(), &g_cancel);
+    std::atomic<bool> &interrupted = interruptFlag();
+    auto report = pipeline::importImages(*db, options, stderrProgress(), &interrupted);
     finishProgress();
     if (!report) {
         std::fprintf(stderr, "error: %s\n", report.message().c_str());
@@ -228,7 +208,8 @@ int runCommand(int argc, char **argv)
     options.engine.clsEmbedding = true;
 
     InterruptGuard guard;
-    auto report = pipeline::runProject(args.positional()[0], options, stderrProgress(), &g_cancel);
+    std::atomic<bool> &interrupted = interruptFlag();
+    auto report = pipeline::runProject(args.positional()[0], options, stderrProgress(), &interrupted);
     finishProgress();
     if (!report) {
         std::fprintf(stderr, "error: %s\n", report.message().c_str());
@@ -341,7 +322,7 @@ int topCommand(int argc, char **argv)
     }
     std::vector<std::vector<store::CellHit>> groups;
     if (bins > 0) {
-        auto q = db->quantileSample(run->id, latent, bins, n, 1);
+        auto q = db->quantileSample(run->id, latent, bins, n, 1, filter);
         if (!q) {
             std::fprintf(stderr, "error: %s\n", q.message().c_str());
             return 1;

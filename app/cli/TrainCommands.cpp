@@ -2,6 +2,7 @@
 
 #include "CliArgs.h"
 #include "Commands.h"
+#include "Interrupt.h"
 #include "Progress.h"
 
 #include "demo/DemoCohort.h"
@@ -24,22 +25,6 @@ namespace fs = std::filesystem;
 namespace cytosae::cli {
 
 namespace {
-
-std::atomic<bool> g_stop{false};
-void onSignal(int) { g_stop = true; }
-struct SignalGuard {
-    SignalGuard()
-    {
-        g_stop = false;
-        std::signal(SIGINT, onSignal);
-        std::signal(SIGTERM, onSignal);
-    }
-    ~SignalGuard()
-    {
-        std::signal(SIGINT, SIG_DFL);
-        std::signal(SIGTERM, SIG_DFL);
-    }
-};
 
 int fail(const std::string &msg)
 {
@@ -218,8 +203,9 @@ int trainSaeCommand(int argc, char **argv)
     std::vector<std::string> paths;
     for (const auto &[p, c] : *images)
         paths.push_back(p);
-    SignalGuard guard;
-    auto report = train::trainSae(paths, o, stderrProgress(), printMetrics, &g_stop);
+    InterruptGuard guard;
+    std::atomic<bool> &interrupted = interruptFlag();
+    auto report = train::trainSae(paths, o, stderrProgress(), printMetrics, &interrupted);
     finishProgress();
     if (!report)
         return fail(report.message());
@@ -277,8 +263,9 @@ int trainVitCommand(int argc, char **argv)
     std::vector<std::string> names(classIds.size());
     for (const auto &[n, id] : classIds)
         names[size_t(id)] = n;
-    SignalGuard guard;
-    auto report = train::trainVitClassifier(labelled, names, o, stderrProgress(), &g_stop);
+    InterruptGuard guard;
+    std::atomic<bool> &interrupted = interruptFlag();
+    auto report = train::trainVitClassifier(labelled, names, o, stderrProgress(), &interrupted);
     finishProgress();
     if (!report)
         return fail(report.message());
@@ -347,7 +334,8 @@ int buildDemoModelsCommand(int argc, char **argv)
     const bool saeOnly = args.has("--sae-only");
     if (!keepWork)
         fs::remove_all(work, ec);
-    SignalGuard guard;
+    InterruptGuard guard;
+    std::atomic<bool> &interrupted = interruptFlag();
 
     // A class-balanced training set from the generator (seed 1001; the demo cohort uses others).
     demo::PatientSpec spec;
@@ -359,7 +347,7 @@ int buildDemoModelsCommand(int argc, char **argv)
     const std::string project = (work / "train.cyto").string();
     if (!fs::exists(project, ec)) {
         std::fprintf(stderr, "generating %d training cells in %s\n", images, work.string().c_str());
-        auto written = demo::writeDemoCohort((work / "cells").string(), {spec}, {}, {}, &g_stop);
+        auto written = demo::writeDemoCohort((work / "cells").string(), {spec}, {}, {}, &interrupted);
         if (!written)
             return fail(written.message());
         auto db = store::ProjectDb::open(project, store::ProjectDb::OpenMode::Create);
@@ -367,7 +355,7 @@ int buildDemoModelsCommand(int argc, char **argv)
             return fail(db.message());
         pipeline::ImportOptions io;
         io.source = (work / "cells" / "manifest.csv").string();
-        auto r = pipeline::importImages(*db, io, stderrProgress(), &g_stop);
+        auto r = pipeline::importImages(*db, io, stderrProgress(), &interrupted);
         finishProgress();
         if (!r)
             return fail(r.message());
@@ -415,7 +403,7 @@ int buildDemoModelsCommand(int argc, char **argv)
     vo.patchTargetCount = parts;
     Result<train::VitTrainReport> vit = train::VitTrainReport{};
     if (!saeOnly) {
-        vit = train::trainVitClassifier(labelled, names, vo, stderrProgress(), &g_stop);
+        vit = train::trainVitClassifier(labelled, names, vo, stderrProgress(), &interrupted);
         finishProgress();
         if (!vit)
             return fail(vit.message());
@@ -438,7 +426,7 @@ int buildDemoModelsCommand(int argc, char **argv)
     so.device = model::DeviceChoice::Cpu;
     so.threads = threads;
     so.resume = false;
-    auto sae = train::trainSae(paths, so, stderrProgress(), printMetrics, &g_stop);
+    auto sae = train::trainSae(paths, so, stderrProgress(), printMetrics, &interrupted);
     finishProgress();
     if (!sae)
         return fail(sae.message());
@@ -481,7 +469,8 @@ int demoCommand(int argc, char **argv)
         vit = models + "/demo_vit.pth";
         sae = models + "/demo_sae.pt";
     }
-    SignalGuard guard;
+    InterruptGuard guard;
+    std::atomic<bool> &interrupted = interruptFlag();
     const fs::path cohort = dir / "cohort";
     std::error_code ec;
     if (!fs::exists(cohort / "manifest.csv", ec)) {
@@ -494,7 +483,7 @@ int demoCommand(int argc, char **argv)
             p.done = done;
             p.total = total;
             bar(p);
-        }, &g_stop);
+        }, &interrupted);
         finishProgress();
         if (!written)
             return fail(written.message());
@@ -507,7 +496,7 @@ int demoCommand(int argc, char **argv)
         pipeline::ImportOptions io;
         io.source = (cohort / "manifest.csv").string();
         io.patientTable = (cohort / "patients.csv").string();
-        auto r = pipeline::importImages(*db, io, stderrProgress(), &g_stop);
+        auto r = pipeline::importImages(*db, io, stderrProgress(), &interrupted);
         finishProgress();
         if (!r)
             return fail(r.message());
@@ -518,7 +507,7 @@ int demoCommand(int argc, char **argv)
     ro.engine.vitPath = vit;
     ro.engine.saePath = sae;
     ro.engine.threads = threads;
-    auto run = pipeline::runProject(project, ro, stderrProgress(), &g_stop);
+    auto run = pipeline::runProject(project, ro, stderrProgress(), &interrupted);
     finishProgress();
     if (!run)
         return fail(run.message());

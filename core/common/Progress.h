@@ -1,8 +1,9 @@
 #pragma once
 
 // Progress of long work (imports, runs, statistics), reported through a callback that the
-// command line draws as a bar and the GUI forwards as a queued signal. Callbacks run on the
-// worker's thread; they must be cheap and must not call back into the worker.
+// command line draws as a bar and the GUI forwards as a queued signal. Callbacks run on a
+// thread of the work (a run reports from its writer thread), never on the caller's GUI
+// thread; they must be cheap, thread-safe and must not call back into the work.
 
 #include <chrono>
 #include <cstdint>

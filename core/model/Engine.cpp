@@ -188,7 +188,7 @@ Result<std::vector<ImageActivations>> Engine::Impl::forward(const at::Tensor &pi
         i.add_(c0);
         if (topV.defined()) {
             at::Tensor allV = torch::cat({topV, v}, 1), allI = torch::cat({topI, i}, 1);
-            auto [mv, mi] = allV.topk(k, 1);
+            auto [mv, mi] = allV.topk(std::min<int64_t>(k, allV.size(1)), 1);
             topV = mv;
             topI = allI.gather(1, mi);
         } else {

@@ -88,11 +88,6 @@ struct ImageActivations {
     std::vector<float> denseLatents; // [numTokens, dSae]
 };
 
-struct Progress {
-    int done = 0;
-    int total = 0;
-};
-
 class Engine {
 public:
     ~Engine();

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <regex>
@@ -105,6 +106,14 @@ std::string pyText(const PyValue &v)
     }
 }
 
+// Digits from the key; -1 when it does not fit (a hostile file must not throw).
+int blockIndexOf(const std::string &digits)
+{
+    int value = -1;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    return ec == std::errc() && end == digits.data() + digits.size() && value < 100000 ? value : -1;
+}
+
 } // namespace
 
 // ------------------------------------------------------------------------------------------
@@ -129,9 +138,15 @@ Result<VitModel> VitModel::fromStateDict(const StateDict &sd, int numHeads)
         std::smatch m;
         if (std::regex_match(name, m, chunked)) {
             const std::string prefix = name.substr(0, size_t(m.position(2)));
-            prefixes[std::stoi(m[1].str())] = prefix;
+            const int index = blockIndexOf(m[1].str());
+            if (index < 0)
+                return Error("unreasonable block index in " + name);
+            prefixes[index] = prefix;
         } else if (std::regex_match(name, m, flat)) {
-            prefixes[std::stoi(m[1].str())] = "blocks." + m[1].str() + ".";
+            const int index = blockIndexOf(m[1].str());
+            if (index < 0)
+                return Error("unreasonable block index in " + name);
+            prefixes[index] = "blocks." + m[1].str() + ".";
         }
     }
     if (prefixes.empty())

@@ -128,8 +128,15 @@ Result<ImportReport> importImages(store::ProjectDb &db, const ImportOptions &opt
         std::vector<store::NewImage> checked(n);
         std::atomic<size_t> next{0};
         auto work = [&] {
-            for (size_t i = next++; i < n; i = next++)
-                checked[i] = checkFile(*todo[first + i], limits);
+            for (size_t i = next++; i < n; i = next++) {
+                try {
+                    checked[i] = checkFile(*todo[first + i], limits);
+                } catch (const std::exception &e) { // e.g. bad_alloc: this file fails, the import goes on
+                    checked[i].path = todo[first + i]->path;
+                    checked[i].ok = false;
+                    checked[i].qcReason = std::string("cannot check the file: ") + e.what();
+                }
+            }
         };
         std::vector<std::thread> pool;
         for (int t = 1; t < threads; ++t)

@@ -15,10 +15,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+struct Failure {
+    int64_t imageId = 0;
+    std::string path, message;
+};
+
 struct PreparedBatch {
     std::vector<int64_t> imageIds;
     std::vector<float> pixels; // [n, 3, S, S]
-    std::vector<std::pair<int64_t, std::string>> failures;
+    std::vector<Failure> failures;
 };
 
 struct WriteBatch {
@@ -144,7 +149,7 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
                 const store::ImageRecord &img = (*pending)[i];
                 auto decoded = imaging::decodeImageFile(img.path);
                 if (!decoded) {
-                    batch.failures.emplace_back(img.id, decoded.message());
+                    batch.failures.push_back({img.id, img.path, decoded.message()});
                     continue;
                 }
                 batch.imageIds.push_back(img.id);
@@ -177,7 +182,8 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
                 toWrite.close();
                 return;
             }
-            written += int64_t(batch->rows.size());
+            // Failed images count as handled, so progress reaches its total.
+            written += int64_t(batch->rows.size() + batch->failures.size());
             meter.report(written.load());
         }
     });
@@ -194,7 +200,10 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
         if (!batch)
             break;
         WriteBatch out;
-        out.failures = std::move(batch->failures);
+        for (const Failure &f : batch->failures) {
+            out.failures.emplace_back(f.imageId, f.message);
+            report.failures.emplace_back(f.path, f.message);
+        }
         if (!batch->imageIds.empty()) {
             const auto t0 = Clock::now();
             auto result = eng.runPreprocessed(batch->pixels.data(), int(batch->imageIds.size()), size, size, cancel);
@@ -207,11 +216,6 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
             }
             for (size_t i = 0; i < result->size(); ++i)
                 out.rows.push_back(toRow(batch->imageIds[i], (*result)[i], dSae));
-        }
-        for (const auto &[id, msg] : out.failures) {
-            for (const auto &img : *pending)
-                if (img.id == id)
-                    report.failures.emplace_back(img.path, msg);
         }
         report.processed += int64_t(out.rows.size());
         report.failed += int64_t(out.failures.size());
@@ -226,8 +230,10 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
     writer.join();
 
     report.cancelled = cancel && cancel->load();
-    if (!writerStatus)
+    if (!writerStatus) {
+        (void)db->setRunStatus(report.runId, "failed");
         return Error("writing results failed: " + writerStatus.message());
+    }
     if (!engineStatus) {
         (void)db->setRunStatus(report.runId, "failed");
         return engineStatus.error();

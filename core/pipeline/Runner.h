@@ -6,7 +6,8 @@
 // stopped (each image is stored exactly once: results are committed per batch together with
 // the run's counter). At the end the per-latent statistics are recomputed.
 //
-// Thread: call from a worker thread (never the GUI thread); callbacks run on it.
+// Thread: call from a worker thread (never the GUI thread); the progress callback runs on
+// the run's writer thread (see common/Progress.h).
 
 #include "common/Progress.h"
 #include "common/Result.h"

@@ -3,6 +3,7 @@
 #include "io/JsonWriter.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -127,18 +128,19 @@ std::string jsonIds(const std::vector<int64_t> &ids)
 
 std::vector<int64_t> parseIds(const std::string &s)
 {
+    // Digits separated by anything; a damaged entry is skipped, never thrown.
     std::vector<int64_t> out;
-    std::string cur;
-    for (char c : s) {
-        if ((c >= '0' && c <= '9') || c == '-')
-            cur += c;
-        else if (!cur.empty()) {
-            out.push_back(std::stoll(cur));
-            cur.clear();
+    const char *p = s.data(), *end = s.data() + s.size();
+    while (p < end) {
+        int64_t v = 0;
+        const auto [next, ec] = std::from_chars(p, end, v);
+        if (ec == std::errc() && next != p) {
+            out.push_back(v);
+            p = next;
+        } else {
+            ++p;
         }
     }
-    if (!cur.empty())
-        out.push_back(std::stoll(cur));
     return out;
 }
 
@@ -408,15 +410,6 @@ Result<ImportCounts> ProjectDb::addImages(const std::vector<NewImage> &images)
     if (Status s = m_db.commit(); !s)
         return fail(s.error());
     return counts;
-}
-
-Result<bool> ProjectDb::hasImagePath(const std::string &path)
-{
-    auto q = m_db.prepare("SELECT 1 FROM image WHERE path = ?");
-    if (!q)
-        return q.error();
-    q->bind(1, path);
-    return q->step();
 }
 
 Result<std::vector<std::string>> ProjectDb::allImagePaths()
@@ -704,11 +697,11 @@ Result<std::vector<CellHit>> ProjectDb::topCells(int64_t runId, int32_t latent, 
 }
 
 Result<std::vector<std::vector<CellHit>>> ProjectDb::quantileSample(int64_t runId, int32_t latent, int bins,
-                                                                    int perBin, uint64_t seed)
+                                                                    int perBin, uint64_t seed, const CellFilter &filter)
 {
     if (bins < 1 || perBin < 1)
         return Error("bins and cells per bin must be positive");
-    auto all = topCells(runId, latent, -1);
+    auto all = topCells(runId, latent, -1, filter);
     if (!all)
         return all.error();
     std::vector<std::vector<CellHit>> out(static_cast<size_t>(bins));

@@ -145,7 +145,6 @@ public:
     Result<int64_t> upsertPatient(const std::string &code, const std::string &diagnosis, const Metadata &metadata);
     // Adds images in one transaction; images whose path is already present are left as they are.
     Result<ImportCounts> addImages(const std::vector<NewImage> &images);
-    Result<bool> hasImagePath(const std::string &path);
     Result<std::vector<std::string>> allImagePaths();
 
     // ---- a run ----
@@ -161,7 +160,7 @@ public:
     Result<std::vector<CellHit>> topCells(int64_t runId, int32_t latent, int limit, const CellFilter &filter = {});
     // perBin cells from each of `bins` equal-count activation bins (strongest bin first), seeded.
     Result<std::vector<std::vector<CellHit>>> quantileSample(int64_t runId, int32_t latent, int bins, int perBin,
-                                                             uint64_t seed);
+                                                             uint64_t seed, const CellFilter &filter = {});
     Result<std::vector<ImageConcept>> conceptsOfImage(int64_t runId, int64_t imageId);
     Result<TokenTopK> tokensOfImage(int64_t runId, int64_t imageId);
     Result<std::vector<TokenLatent>> conceptsOfToken(int64_t runId, int64_t imageId, int token);

@@ -219,6 +219,8 @@ Result<VitTrainReport> trainVitClassifier(const std::vector<LabelledImage> &imag
             return s.error();
     } catch (const c10::Error &e) {
         return Error(std::string("training failed: ") + e.what_without_backtrace());
+    } catch (const std::exception &e) {
+        return Error(std::string("training failed: ") + e.what());
     }
     return report;
 }

@@ -39,7 +39,7 @@ std::vector<std::string> cells(const QString &dir, int count, std::vector<train:
         const QString path = QDir(dir).absoluteFilePath(f[0]);
         out.push_back(path.toStdString());
         if (labelled)
-            labelled->push_back({path.toStdString(), f[2] == "eosinophil" ? 1 : 0});
+            labelled->push_back({path.toStdString(), f[2] == "eosinophil" ? 1 : 0, {}});
     }
     return out;
 }

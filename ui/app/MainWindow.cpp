@@ -113,11 +113,15 @@ MainWindow::MainWindow(QWidget *parent) : QMainWindow(parent)
     connect(m_cellViewer, &CellViewerPanel::patchHovered, this, &MainWindow::showPatchConcepts);
     connect(m_cellViewer, &CellViewerPanel::patchClicked, this, &MainWindow::showPatchConcepts);
     connect(&m_galleryWatcher, &QFutureWatcher<QVector<GalleryItem>>::finished, this, [this] {
+        if (m_galleryWatcher.isCanceled() || m_galleryWatcher.future().resultCount() == 0)
+            return; // superseded by a newer request
         const auto items = m_galleryWatcher.result();
         m_galleryModel->setItems(items);
         m_galleryTitle->setText(tr("%1 (%2)").arg(m_pendingGalleryTitle).arg(items.size()));
     });
     connect(&m_imageWatcher, &QFutureWatcher<QImage>::finished, this, [this] {
+        if (m_imageWatcher.future().resultCount() == 0)
+            return;
         m_cellViewer->setImage(m_imageWatcher.result());
         updateOverlay();
     });

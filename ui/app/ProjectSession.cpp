@@ -87,6 +87,9 @@ std::unique_ptr<ProjectSession> ProjectSession::open(const QString &path, QStrin
 
 void ProjectSession::refresh()
 {
+    auto patients = m_db->patients();
+    m_patients = patients ? QVector<store::PatientRecord>(patients->begin(), patients->end())
+                          : QVector<store::PatientRecord>();
     auto run = m_db->latestRun();
     if (run && run->has_value())
         m_run = **run;
@@ -109,12 +112,6 @@ QString ProjectSession::modelSummary()
         .arg(sae ? q(sae->sha256.substr(0, 12)) : QString())
         .arg(m_run->dSae)
         .arg(m_run->topK);
-}
-
-QVector<store::PatientRecord> ProjectSession::patients()
-{
-    auto p = m_db->patients();
-    return p ? QVector<store::PatientRecord>(p->begin(), p->end()) : QVector<store::PatientRecord>();
 }
 
 std::optional<CellInfo> ProjectSession::cell(qint64 imageId)
@@ -353,16 +350,17 @@ QFuture<QVector<GalleryItem>> ProjectSession::loadConceptCells(int latent, const
     });
 }
 
-QFuture<QVector<GalleryItem>> ProjectSession::loadQuantileCells(int latent, int bins, int perBin, float scaleMax) const
+QFuture<QVector<GalleryItem>> ProjectSession::loadQuantileCells(int latent, const store::CellFilter &filter, int bins,
+                                                               int perBin, float scaleMax) const
 {
     const QString path = m_path;
     const qint64 runId = m_run ? m_run->id : 0;
-    return QtConcurrent::run([path, runId, latent, bins, perBin, scaleMax]() {
+    return QtConcurrent::run([path, runId, latent, filter, bins, perBin, scaleMax]() {
         QVector<GalleryItem> items;
         auto db = openReadOnly(path);
         if (!db || !runId)
             return items;
-        auto sample = db->quantileSample(runId, latent, bins, perBin, 1);
+        auto sample = db->quantileSample(runId, latent, bins, perBin, 1, filter);
         if (!sample)
             return items;
         for (size_t b = 0; b < sample->size(); ++b)

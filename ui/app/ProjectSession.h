@@ -70,7 +70,8 @@ public:
     // Re-reads the newest run (after a run finished in the background).
     void refresh();
 
-    QVector<store::PatientRecord> patients();
+    // Cached at open and refresh(): views ask for it on every selection change.
+    const QVector<store::PatientRecord> &patients() const { return m_patients; }
     std::optional<CellInfo> cell(qint64 imageId);
     QVector<store::ImageConcept> conceptsOfCell(qint64 imageId);
     QVector<store::TokenLatent> conceptsOfPatch(qint64 imageId, int patch);
@@ -89,10 +90,12 @@ public:
     // strongest cells, or of cells sampled across its activation quantiles.
     QFuture<QVector<GalleryItem>> loadConceptCells(int latent, const store::CellFilter &filter, int limit,
                                                    float scaleMax) const;
-    QFuture<QVector<GalleryItem>> loadQuantileCells(int latent, int bins, int perBin, float scaleMax) const;
+    QFuture<QVector<GalleryItem>> loadQuantileCells(int latent, const store::CellFilter &filter, int bins, int perBin,
+                                                    float scaleMax) const;
 
 private:
     QString m_path;
     std::unique_ptr<store::ProjectDb> m_db;
     std::optional<store::RunRecord> m_run;
+    QVector<store::PatientRecord> m_patients;
 };

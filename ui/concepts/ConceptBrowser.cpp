@@ -221,7 +221,7 @@ void ConceptBrowser::refreshCells()
         return;
     // Off the GUI thread: reading each cell's token blob for its overlay is many rows.
     m_topWatcher.setFuture(m_session->loadConceptCells(latent, currentFilter(), 48, m_scaleMax));
-    m_quantileWatcher.setFuture(m_session->loadQuantileCells(latent, 5, 4, m_scaleMax));
+    m_quantileWatcher.setFuture(m_session->loadQuantileCells(latent, currentFilter(), 5, 4, m_scaleMax));
 }
 
 void ConceptBrowser::drawHistogram(const ConceptDistribution &d)

@@ -119,6 +119,10 @@ void ThumbnailLoader::cancelPending()
 
 void ThumbnailLoader::clearCache()
 {
+    // Ids mean other cells after a project switch: forget queued and running work too, so a
+    // late result cannot land in the cache under a reused id.
+    dropQueued();
+    m_pending.clear();
     m_cache.clear();
     m_errors.clear();
 }
@@ -153,8 +157,9 @@ void ThumbnailLoader::deliver(qint64 imageId, const std::shared_ptr<TaskState> &
                               const QString &error)
 {
     const auto it = m_pending.constFind(imageId);
-    if (it != m_pending.cend() && it.value() == task)
-        m_pending.erase(it);
+    if (it == m_pending.cend() || it.value() != task)
+        return; // forgotten by clearCache(): a result for an id that may mean another cell now
+    m_pending.erase(it);
     m_cache.insert(imageId, new QImage(image), qMax<qsizetype>(1, image.sizeInBytes()));
     if (error.isEmpty())
         m_errors.remove(imageId);

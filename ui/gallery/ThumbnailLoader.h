@@ -9,7 +9,7 @@
 //   cache are GUI-thread only. Results come back as queued calls, so thumbnailReady is
 //   always emitted on the GUI thread.
 // - The DecodeFn runs on up to two pool threads at once, concurrently with itself, so it
-//   must be thread-safe and must not throw (the project builds without exceptions).
+//   must be thread-safe and must not throw (an exception would end the pool thread).
 // - The destructor drops queued work and waits for running decodes, so a slow DecodeFn
 //   delays destruction by at most two decodes. Results posted but not yet delivered are
 //   discarded with the loader; no task touches it afterwards.

@@ -10,6 +10,8 @@
 #include <QTableWidget>
 #include <QVBoxLayout>
 
+#include <numeric>
+
 PatientSummary::PatientSummary(SelectionModel *selection, QWidget *parent) : QWidget(parent), m_selection(selection)
 {
     setObjectName(QStringLiteral("patientSummary"));
@@ -132,8 +134,14 @@ void PatientSummary::showConcepts(const QVector<PatientConcept> &concepts)
         QCPGraph *g = m_plot->addGraph();
         g->setLineStyle(QCPGraph::lsNone);
         g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, color, size));
-        g->setData(gx, gy, true);
-        g->setProperty("latents", QVariant::fromValue(gid));
+        g->setData(gx, gy); // sorts by x, keeping the latent ids in step below
+        QVector<int> sortedIds(gid.size());
+        QVector<int> order(gid.size());
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return gx[a] < gx[b]; });
+        for (int i = 0; i < order.size(); ++i)
+            sortedIds[i] = gid[order[i]];
+        g->setProperty("latents", QVariant::fromValue(sortedIds));
         g->setSelectable(QCP::stSingleData);
     };
     addGraph(x, y, ids, QColor(120, 120, 120, 120), 4);

@@ -34,7 +34,6 @@ public:
     void start();
     void cancel() { m_cancel = true; }
     bool isRunning() const { return m_thread && m_thread->isRunning(); }
-    bool wasCancelled() const { return m_cancel; }
 
 signals:
     void progress(const TaskProgress &p);
@@ -45,4 +44,5 @@ private:
     Work m_work;
     std::atomic<bool> m_cancel{false};
     QThread *m_thread = nullptr;
+    QString m_error; // written by the worker, read after QThread::finished
 };
