@@ -12,6 +12,9 @@
 #include "tasks/BackgroundTask.h"
 #include "viewer/CellView.h"
 #include "viewer/CellViewerPanel.h"
+#include "settings/SettingsDialog.h"
+
+#include <QCheckBox>
 
 #include "demo/DemoCohort.h"
 #include "pipeline/Importer.h"
@@ -196,6 +199,19 @@ private slots:
         MainWindow again;
         QCOMPARE(again.findChild<QSlider *>("opacitySlider")->value(), 77);
         QVERIFY(QSettings().value("recentProjects").toStringList().contains(m_project));
+        QVERIFY(again.galleryModel()->overlaysVisible());
+
+        // Preferences: a dialog edits them; they reach the views of the next window.
+        AppSettings prefs = AppSettings::load();
+        SettingsDialog dialog(prefs);
+        dialog.findChild<QCheckBox *>("galleryOverlaysCheck")->setChecked(false);
+        dialog.findChild<QComboBox *>("deviceCombo")->setCurrentIndex(1);
+        const AppSettings edited = dialog.settings();
+        QCOMPARE(edited.device, QStringLiteral("cpu"));
+        edited.save();
+        MainWindow third;
+        QVERIFY(!third.galleryModel()->overlaysVisible());
+        QCOMPARE(AppSettings::load().device, QStringLiteral("cpu"));
     }
 
 private:

@@ -9,6 +9,7 @@
 #include "gallery/GalleryView.h"
 #include "gallery/ThumbnailLoader.h"
 #include "patient/PatientSummary.h"
+#include "settings/SettingsDialog.h"
 #include "tasks/BackgroundTask.h"
 #include "viewer/CellView.h"
 #include "viewer/CellViewerPanel.h"
@@ -132,6 +133,7 @@ MainWindow::MainWindow(QWidget *parent) : QMainWindow(parent)
     restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray());
     restoreState(settings.value(QStringLiteral("window/state")).toByteArray());
     m_cellViewer->restoreState(settings);
+    applySettings();
     updateRecentMenu();
     showMessage(tr("Open a project (Ctrl+O) or create one from a folder of images (Ctrl+N)."));
 }
@@ -247,6 +249,9 @@ void MainWindow::buildMenus()
         "exportCellAction");
     file->addSeparator();
     add(file, tr("&Quit"), QKeySequence::Quit, &QWidget::close, "quitAction");
+
+    QMenu *edit = menuBar()->addMenu(tr("&Edit"));
+    add(edit, tr("&Settings…"), QKeySequence(tr("Ctrl+,")), &MainWindow::editSettings, "settingsAction");
 
     QMenu *run = menuBar()->addMenu(tr("&Run"));
     add(run, tr("&Run Models…"), QKeySequence(tr("Ctrl+R")), &MainWindow::chooseRunModels, "runModelsAction");
@@ -398,11 +403,17 @@ void MainWindow::runModels(const QString &vitPath, const QString &saePath)
     settings.setValue(QStringLiteral("models/vit"), vitPath);
     settings.setValue(QStringLiteral("models/sae"), saePath);
     const QString project = m_session->path();
-    auto *task = new BackgroundTask(tr("Run models"), [project, vitPath, saePath](const cytosae::ProgressCallback &progress,
-                                                                                 const std::atomic<bool> &cancel) -> QString {
+    const AppSettings prefs = AppSettings::load();
+    auto *task = new BackgroundTask(tr("Run models"), [project, vitPath, saePath, prefs](const cytosae::ProgressCallback &progress,
+                                                                                        const std::atomic<bool> &cancel) -> QString {
         cytosae::pipeline::RunOptions o;
         o.engine.vitPath = vitPath.toStdString();
         o.engine.saePath = saePath.toStdString();
+        o.engine.device = prefs.device == QLatin1String("cpu")    ? cytosae::model::DeviceChoice::Cpu
+                          : prefs.device == QLatin1String("cuda") ? cytosae::model::DeviceChoice::Cuda
+                                                                  : cytosae::model::DeviceChoice::Auto;
+        o.engine.threads = prefs.threads;
+        o.batchSize = prefs.batchSize;
         auto r = cytosae::pipeline::runProject(project.toStdString(), o, progress, &cancel);
         if (!r)
             return QString::fromStdString(r.message());
@@ -654,6 +665,23 @@ void MainWindow::exportCellView()
         showMessage(tr("Saved %1").arg(path));
     else
         showMessage(tr("Could not save %1").arg(path), true);
+}
+
+void MainWindow::editSettings()
+{
+    SettingsDialog dialog(AppSettings::load(), this);
+    if (dialog.exec() != QDialog::Accepted)
+        return;
+    dialog.settings().save();
+    applySettings();
+}
+
+void MainWindow::applySettings()
+{
+    const AppSettings prefs = AppSettings::load();
+    m_galleryModel->setOverlaysVisible(prefs.galleryOverlays);
+    m_concepts->topCellsModel()->setOverlaysVisible(prefs.galleryOverlays);
+    m_concepts->quantileCellsModel()->setOverlaysVisible(prefs.galleryOverlays);
 }
 
 void MainWindow::showAbout()

@@ -85,6 +85,8 @@ private:
     void chooseRunModels();
     void exportCellView();
     void showAbout();
+    void editSettings();
+    void applySettings();
 
     SelectionModel *m_selection;
     std::unique_ptr<ProjectSession> m_session;
