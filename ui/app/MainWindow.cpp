@@ -33,6 +33,7 @@
 #include <QStatusBar>
 #include <QTableView>
 #include <QTableWidget>
+#include <QThreadPool>
 #include <QToolButton>
 #include <QVBoxLayout>
 #include <QtConcurrent/QtConcurrent>
@@ -64,6 +65,9 @@ MainWindow::MainWindow(QWidget *parent) : QMainWindow(parent)
     setWindowTitle(tr("CytoSAE Explorer"));
     setDockNestingEnabled(true);
     m_selection = new SelectionModel(this);
+    // Background queries and thumbnail decodes yield to the GUI thread (SCHED_IDLE on Linux):
+    // on a two-core machine they would otherwise take the cores a repaint needs.
+    QThreadPool::globalInstance()->setThreadPriority(QThread::IdlePriority);
     m_thumbnails = new ThumbnailLoader([](const QString &path, QString *error) { return loadCellImage(path, error); },
                                        112, this);
 

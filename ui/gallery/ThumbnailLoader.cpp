@@ -78,6 +78,7 @@ ThumbnailLoader::ThumbnailLoader(DecodeFn decode, int thumbnailSize, QObject *pa
     // Two threads: decoding is I/O plus one core each, and the other core of a small
     // machine stays free for the GUI and for the analysis pipeline.
     m_pool.setMaxThreadCount(2);
+    m_pool.setThreadPriority(QThread::IdlePriority); // decoding yields to the GUI thread
     m_pool.setObjectName(QStringLiteral("thumbnailPool"));
 }
 

@@ -243,11 +243,13 @@ void CellView::paintScene(QPainter &p, const QRectF &target, bool smoothImage, i
         lines.reserve(m_thresholdOutline.size());
         for (const QLineF &l : std::as_const(m_thresholdOutline))
             lines.append(QLineF(toTarget(l.p1()), toTarget(l.p2())));
-        p.setRenderHint(QPainter::Antialiasing, true);
+        // Axis-aligned lines: no antialiasing needed, and drawing hundreds of antialiased
+        // wide segments is what would make switching concepts slow on a dense one.
+        p.setRenderHint(QPainter::Antialiasing, false);
         // Dark halo + light core: visible on pale cytoplasm and on every colour of every map.
         p.setPen(QPen(QColor(0, 0, 0, 150), 3.0, Qt::SolidLine, Qt::SquareCap));
         p.drawLines(lines);
-        p.setPen(QPen(QColor(255, 255, 255, 235), 1.2, Qt::SolidLine, Qt::SquareCap));
+        p.setPen(QPen(QColor(255, 255, 255, 235), 1.0, Qt::SolidLine, Qt::SquareCap));
         p.drawLines(lines);
     }
 
