@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cd "${BUILD_DIR:-build}"
-QT_QPA_PLATFORM=offscreen ctest --output-on-failure -j 2
+# One test at a time: the GUI test asserts the event loop stays responsive during a run.
+QT_QPA_PLATFORM=offscreen ctest --output-on-failure
