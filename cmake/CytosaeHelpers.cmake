@@ -2,6 +2,10 @@
 
 function(cytosae_target_defaults target)
     target_compile_options(${target} PRIVATE -Wall -Wextra)
+    if(CYTOSAE_FUZZ)
+        # Coverage for libFuzzer and the sanitizers in every library a fuzz target links.
+        target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link,address,undefined)
+    endif()
     if(CYTOSAE_SANITIZE)
         target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer)
         target_link_options(${target} PRIVATE -fsanitize=address,undefined)

@@ -206,8 +206,28 @@ Result<ProjectDb> ProjectDb::open(const std::string &path, OpenMode mode)
     return p;
 }
 
+Result<std::string> ProjectDb::quickCheck()
+{
+    auto q = m_db.prepare("PRAGMA quick_check(20)");
+    if (!q)
+        return q.error();
+    std::string out;
+    while (q->step())
+        out += (out.empty() ? "" : "; ") + q->columnText(0);
+    if (Status s = q->status(); !s)
+        return s.error();
+    return out;
+}
+
 Status ProjectDb::migrate()
 {
+    // Never upgrade a damaged file: the upgrade would write into it.
+    if (m_schemaVersion > 0 && m_schemaVersion < kSchemaVersion) {
+        auto check = quickCheck();
+        if (!check || *check != "ok")
+            return Error("the project file is damaged (" + (check ? *check : check.message()) +
+                         "); it was not upgraded. Restore a backup or copy the file before repairing it");
+    }
     while (m_schemaVersion < kSchemaVersion) {
         if (Status s = m_db.begin(); !s)
             return s;

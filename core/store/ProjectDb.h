@@ -125,6 +125,9 @@ public:
     static Result<ProjectDb> open(const std::string &path, OpenMode mode);
 
     const std::string &path() const { return m_path; }
+    // PRAGMA quick_check: "ok", or SQLite's list of problems (reads the whole file: seconds on
+    // a large project, so the GUI runs it in the background after opening).
+    Result<std::string> quickCheck();
     Database &db() { return m_db; }
     int schemaVersion() const { return m_schemaVersion; }
 

@@ -184,6 +184,35 @@ private slots:
         QVERIFY2(n.message().find("not a CytoSAE project") != std::string::npos, n.message().c_str());
     }
 
+    void damagedFileIsDetected()
+    {
+        QTemporaryDir dir;
+        const QString path = dir.filePath("p.cyto");
+        {
+            ProjectDb db = mustOpen(path);
+            std::vector<NewImage> many;
+            for (int i = 0; i < 3000; ++i)
+                many.push_back(img("/cells/" + std::to_string(i) + ".png", "P" + std::to_string(i % 7), "blast"));
+            QVERIFY(db.addImages(many).ok());
+            QCOMPARE(*db.quickCheck(), std::string("ok"));
+            QVERIFY(db.db().exec("PRAGMA wal_checkpoint(TRUNCATE)"));
+        }
+        // Scribble over pages in the middle of the file, as a failing disk would.
+        QFile f(path);
+        QVERIFY(f.open(QIODevice::ReadWrite));
+        QVERIFY(f.size() > 40000);
+        f.seek(f.size() / 2);
+        f.write(QByteArray(20000, '\x5a'));
+        f.close();
+        auto db = ProjectDb::open(path.toStdString(), ProjectDb::OpenMode::ReadOnly);
+        if (db) {
+            auto check = db->quickCheck();
+            QVERIFY2(!check.ok() || *check != "ok", "damage not detected");
+        } else {
+            QVERIFY2(db.message().find("not a CytoSAE project") != std::string::npos, db.message().c_str());
+        }
+    }
+
     void importIsIdempotent()
     {
         QTemporaryDir dir;

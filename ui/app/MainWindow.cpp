@@ -124,6 +124,13 @@ MainWindow::MainWindow(QWidget *parent) : QMainWindow(parent)
         m_galleryModel->setItems(items);
         m_galleryTitle->setText(tr("%1 (%2)").arg(m_pendingGalleryTitle).arg(items.size()));
     });
+    connect(&m_checkWatcher, &QFutureWatcher<QString>::finished, this, [this] {
+        if (m_checkWatcher.future().resultCount() == 0 || m_checkWatcher.result().isEmpty())
+            return;
+        showMessage(tr("This project file is damaged (%1). Views may be incomplete; copy the file before changing it.")
+                        .arg(m_checkWatcher.result()),
+                    true);
+    });
     connect(&m_imageWatcher, &QFutureWatcher<QImage>::finished, this, [this] {
         if (m_imageWatcher.future().resultCount() == 0)
             return;
@@ -312,6 +319,16 @@ bool MainWindow::openProject(const QString &path)
     m_scaleOf.clear();
     m_session = std::move(session);
     m_selection->clear();
+    // Integrity check in the background: a large project opens at once and is still verified.
+    m_checkWatcher.setFuture(QtConcurrent::run([path]() -> QString {
+        auto db = store::ProjectDb::open(path.toStdString(), store::ProjectDb::OpenMode::ReadOnly);
+        if (!db)
+            return QString::fromStdString(db.message());
+        auto check = db->quickCheck();
+        if (!check)
+            return QString::fromStdString(check.message());
+        return *check == "ok" ? QString() : QString::fromStdString(*check);
+    }));
     setWindowTitle(tr("%1 — CytoSAE Explorer").arg(QFileInfo(path).fileName()));
     addRecent(path);
     reloadViews();

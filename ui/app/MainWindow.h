@@ -110,6 +110,7 @@ private:
     QPointer<BackgroundTask> m_task;
     QString m_lastMessage;
     QFutureWatcher<QImage> m_imageWatcher;
+    QFutureWatcher<QString> m_checkWatcher;
     QFutureWatcher<QVector<GalleryItem>> m_galleryWatcher;
     QString m_pendingGalleryTitle;
     QHash<int, float> m_scaleOf;
