@@ -4,7 +4,7 @@ function(cytosae_target_defaults target)
     target_compile_options(${target} PRIVATE -Wall -Wextra)
     if(CYTOSAE_FUZZ)
         # Coverage for libFuzzer and the sanitizers in every library a fuzz target links.
-        target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link,address,undefined)
+        target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all)
     endif()
     if(CYTOSAE_SANITIZE)
         target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer)

@@ -25,6 +25,7 @@ for i, path in enumerate(sys.argv[2:]):
 PY
 cp tests/data/fixtures/images/*.png "$CORPUS/image/"
 cp tests/fuzz/corpus/csv/* "$CORPUS/csv/"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 for target in pickle image csv blobs; do
     echo "== fuzz_$target for ${SECONDS_EACH}s"
     (cd "$BUILD" && ./tests/fuzz/fuzz_$target -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=10 \

@@ -180,6 +180,9 @@ HeaderInfo sniffHeader(const std::vector<uint8_t> &b)
             if (dibSize >= 40) {
                 h.width = std::abs(int64_t(readLe32(b, 18)));
                 h.height = std::abs(int64_t(readLe32(b, 22)));
+            } else if (dibSize == 12) { // OS/2 BITMAPCOREHEADER: 16-bit sizes
+                h.width = int64_t(b[18]) | (int64_t(b[19]) << 8);
+                h.height = int64_t(b[20]) | (int64_t(b[21]) << 8);
             }
         }
     } else if (startsWith(b, "II*\0", 4) || startsWith(b, "MM\0*", 4)) {
@@ -214,7 +217,8 @@ std::optional<Error> checkDimensions(int64_t width, int64_t height, const Decode
         return Error("image is " + size + " pixels; at least " + need + "x" + need
                      + " is needed (one ViT patch)");
     }
-    const int64_t pixels = width * height; // both sides fit in 32 bits, so no overflow
+    // Each side first: two 32-bit sides can overflow a signed 64-bit product (found by fuzzing).
+    const int64_t pixels = (width > limits.maxPixels || height > limits.maxPixels) ? INT64_MAX : width * height;
     if (pixels > limits.maxPixels) {
         return Error("image is " + size + " pixels (" + formatPixelCount(pixels) + "); at most "
                      + formatPixelCount(limits.maxPixels) + " are supported");
@@ -373,6 +377,20 @@ Result<DecodedImage> decodeImageBuffer(const std::vector<uint8_t> &bytes,
         if (auto err = checkDimensions(*header.width, *header.height, limits))
             return *err;
     }
+    // Only the formats of the cell data sets reach a decoder, and only with a size we could
+    // read and bound first: OpenCV would otherwise try every codec it has (JPEG 2000, EXR,
+    // HDR, ...) and size its buffers from the file.
+    const bool supported = header.format == "PNG" || header.format == "JPEG" || header.format == "BMP" ||
+                           header.format == "TIFF";
+    if (!supported) {
+        if (header.format.empty() || header.format == "GIF")
+            return undecodable(header, nameForMessages, {});
+        return Error("not a decodable image (PNG/JPEG/TIFF/BMP expected); " + header.format +
+                     " files are not supported, convert the image to PNG");
+    }
+    if (!header.width || !header.height || *header.width <= 0 || *header.height <= 0)
+        return Error("not a decodable image: the " + header.format +
+                     " header does not state a valid image size (damaged file?)");
 
     if (header.format == "JPEG" && jpegLooksTruncated(bytes)) {
         return Error("not a decodable image (PNG/JPEG/TIFF/BMP expected); the JPEG data ends "

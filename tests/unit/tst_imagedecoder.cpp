@@ -140,6 +140,7 @@ private slots:
     void png16BitScaled();
     void tinyImagesRejected();
     void maxPixelsLimit();
+    void fuzzRegressionHugeHeaderAndOtherFormats();
     void maxFileBytesLimit();
     void zeroByteFile();
     void truncatedPngAndJpeg();
@@ -432,6 +433,41 @@ void TestImageDecoder::maxPixelsLimit()
     QVERIFY(!huge.ok());
     QCOMPARE(huge.message(),
              std::string("image is 100000x90000 pixels (9000.0 megapixels); at most 100.0 megapixels are supported"));
+}
+
+// Found by tests/fuzz/fuzz_image: a PNG header stating 3267371040 x 3265175198 overflowed the
+// pixel-count product (undefined behaviour). Also: formats outside PNG/JPEG/TIFF/BMP never
+// reach OpenCV's other codecs.
+void TestImageDecoder::fuzzRegressionHugeHeaderAndOtherFormats()
+{
+    cv::Mat small(20, 20, CV_8UC3, cv::Scalar(1, 2, 3));
+    std::vector<uint8_t> png;
+    QVERIFY(cv::imencode(".png", small, png));
+    auto be32 = [&](size_t at, uint32_t v) {
+        png[at] = uint8_t(v >> 24);
+        png[at + 1] = uint8_t(v >> 16);
+        png[at + 2] = uint8_t(v >> 8);
+        png[at + 3] = uint8_t(v);
+    };
+    be32(16, 3267371040u);
+    be32(20, 3265175198u);
+    auto huge = cytosae::imaging::decodeImageBuffer(png, "huge.png");
+    QVERIFY(!huge.ok());
+    QVERIFY2(huge.message().find("at most") != std::string::npos, huge.message().c_str());
+
+    const std::vector<uint8_t> jp2 = {0x00, 0x00, 0x00, 0x0C, 'j', 'P', ' ', ' ', 0x0D, 0x0A, 0x87, 0x0A, 0, 0, 0, 0};
+    auto j = cytosae::imaging::decodeImageBuffer(jp2, "cell.jp2");
+    QVERIFY(!j.ok());
+    QVERIFY2(j.message().find("not a decodable image") != std::string::npos, j.message().c_str());
+    std::vector<uint8_t> webp = {'R', 'I', 'F', 'F', 0, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P', '8', ' '};
+    auto w = cytosae::imaging::decodeImageBuffer(webp, "cell.webp");
+    QVERIFY(!w.ok());
+    QVERIFY2(w.message().find("WebP files are not supported") != std::string::npos, w.message().c_str());
+    // A PNG without its IHDR size: refused before decoding, not sized by the decoder.
+    std::vector<uint8_t> noIhdr(png.begin(), png.begin() + 8);
+    noIhdr.insert(noIhdr.end(), 40, 0);
+    auto n = cytosae::imaging::decodeImageBuffer(noIhdr, "x.png");
+    QVERIFY(!n.ok());
 }
 
 void TestImageDecoder::maxFileBytesLimit()
