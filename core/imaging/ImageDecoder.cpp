@@ -218,7 +218,9 @@ std::optional<Error> checkDimensions(int64_t width, int64_t height, const Decode
                      + " is needed (one ViT patch)");
     }
     // Each side first: two 32-bit sides can overflow a signed 64-bit product (found by fuzzing).
-    const int64_t pixels = (width > limits.maxPixels || height > limits.maxPixels) ? INT64_MAX : width * height;
+    if (width > limits.maxPixels || height > limits.maxPixels)
+        return Error("image is " + size + " pixels; at most " + formatPixelCount(limits.maxPixels) + " are supported");
+    const int64_t pixels = width * height;
     if (pixels > limits.maxPixels) {
         return Error("image is " + size + " pixels (" + formatPixelCount(pixels) + "); at most "
                      + formatPixelCount(limits.maxPixels) + " are supported");
