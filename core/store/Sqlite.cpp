@@ -178,9 +178,8 @@ Result<Statement> Database::prepare(const std::string &sql)
 
 int64_t Database::lastInsertId() const { return sqlite3_last_insert_rowid(m_db); }
 int Database::changes() const { return sqlite3_changes(m_db); }
-std::string Database::errorMessage() const { return sqlite3_errmsg(m_db); }
 
-Result<int64_t> Database::queryInt(const std::string &sql)
+Result<Statement> Database::firstRow(const std::string &sql)
 {
     auto st = prepare(sql);
     if (!st)
@@ -190,19 +189,22 @@ Result<int64_t> Database::queryInt(const std::string &sql)
             return s.error();
         return Error("query returned no row: " + sql);
     }
+    return st;
+}
+
+Result<int64_t> Database::queryInt(const std::string &sql)
+{
+    auto st = firstRow(sql);
+    if (!st)
+        return st.error();
     return st->columnInt(0);
 }
 
 Result<std::string> Database::queryText(const std::string &sql)
 {
-    auto st = prepare(sql);
+    auto st = firstRow(sql);
     if (!st)
         return st.error();
-    if (!st->step()) {
-        if (Status s = st->status(); !s)
-            return s.error();
-        return Error("query returned no row: " + sql);
-    }
     return st->columnText(0);
 }
 

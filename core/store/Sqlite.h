@@ -71,12 +71,10 @@ public:
     enum class Mode { ReadWriteCreate, ReadWrite, ReadOnly };
     static Result<Database> open(const std::string &path, Mode mode);
 
-    bool isOpen() const { return m_db != nullptr; }
     Status exec(const std::string &sql);
     Result<Statement> prepare(const std::string &sql);
     int64_t lastInsertId() const;
     int changes() const;
-    std::string errorMessage() const;
     // Integer result of a single-value query (e.g. PRAGMA user_version).
     Result<int64_t> queryInt(const std::string &sql);
     Result<std::string> queryText(const std::string &sql);
@@ -88,6 +86,9 @@ public:
     sqlite3 *handle() const { return m_db; }
 
 private:
+    // The statement stepped onto its first row, or an error when there is none.
+    Result<Statement> firstRow(const std::string &sql);
+
     sqlite3 *m_db = nullptr;
 };
 

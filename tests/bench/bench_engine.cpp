@@ -7,6 +7,7 @@
 
 #include "model/Engine.h"
 #include "model/VitModel.h"
+#include "RandomModels.h"
 
 #include <torch/torch.h>
 
@@ -32,38 +33,6 @@ double peakRssMb()
     rusage u{};
     getrusage(RUSAGE_SELF, &u);
     return double(u.ru_maxrss) / 1024.0;
-}
-
-StateDict randomVitB()
-{
-    const int64_t d = 768, hidden = 3072;
-    StateDict sd;
-    auto r = [](std::vector<int64_t> s, double scale) { return torch::randn(s) * scale; };
-    sd.insert("cls_token", r({1, 1, d}, 0.02));
-    sd.insert("pos_embed", r({1, 257, d}, 0.02));
-    sd.insert("mask_token", torch::zeros({1, d}));
-    sd.insert("patch_embed.proj.weight", r({d, 3, 14, 14}, 0.02));
-    sd.insert("patch_embed.proj.bias", torch::zeros({d}));
-    sd.insert("norm.weight", torch::ones({d}));
-    sd.insert("norm.bias", torch::zeros({d}));
-    for (int i = 0; i < 12; ++i) {
-        const std::string p = "blocks." + std::to_string(i) + ".";
-        sd.insert(p + "norm1.weight", torch::ones({d}));
-        sd.insert(p + "norm1.bias", torch::zeros({d}));
-        sd.insert(p + "attn.qkv.weight", r({3 * d, d}, 0.02));
-        sd.insert(p + "attn.qkv.bias", torch::zeros({3 * d}));
-        sd.insert(p + "attn.proj.weight", r({d, d}, 0.02));
-        sd.insert(p + "attn.proj.bias", torch::zeros({d}));
-        sd.insert(p + "ls1.gamma", torch::full({d}, 0.1));
-        sd.insert(p + "norm2.weight", torch::ones({d}));
-        sd.insert(p + "norm2.bias", torch::zeros({d}));
-        sd.insert(p + "mlp.fc1.weight", r({hidden, d}, 0.02));
-        sd.insert(p + "mlp.fc1.bias", torch::zeros({hidden}));
-        sd.insert(p + "mlp.fc2.weight", r({d, hidden}, 0.02));
-        sd.insert(p + "mlp.fc2.bias", torch::zeros({d}));
-        sd.insert(p + "ls2.gamma", torch::full({d}, 0.1));
-    }
-    return sd;
 }
 
 double sgemmGflops(int n, int repeats)
@@ -100,7 +69,7 @@ int main(int argc, char **argv)
     params.threads = threads;
     params.topK = 32;
     params.clsEmbedding = true;
-    auto vit = VitModel::fromStateDict(randomVitB(), 0);
+    auto vit = VitModel::fromStateDict(cytosae::bench::randomVitB(), 0);
     if (!vit) {
         std::fprintf(stderr, "%s\n", vit.message().c_str());
         return 1;

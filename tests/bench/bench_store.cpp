@@ -15,6 +15,7 @@
 // Usage: bench_store [--e2e [--e2e-images N]] [--synthetic N] [--dir DIR]
 
 #include "model/VitModel.h"
+#include "RandomModels.h"
 #include "pipeline/Importer.h"
 #include "pipeline/Runner.h"
 #include "store/ProjectDb.h"
@@ -59,42 +60,11 @@ double percentile(std::vector<double> v, double p)
     return v.empty() ? 0 : v[std::min(v.size() - 1, size_t(p * double(v.size() - 1) + 0.5))];
 }
 
-model::StateDict randomVitB()
-{
-    const int64_t d = 768, hidden = 3072;
-    model::StateDict sd;
-    auto r = [](std::vector<int64_t> s, double scale) { return torch::randn(s) * scale; };
-    sd.insert("cls_token", r({1, 1, d}, 0.02));
-    sd.insert("pos_embed", r({1, 257, d}, 0.02));
-    sd.insert("patch_embed.proj.weight", r({d, 3, 14, 14}, 0.02));
-    sd.insert("patch_embed.proj.bias", torch::zeros({d}));
-    sd.insert("norm.weight", torch::ones({d}));
-    sd.insert("norm.bias", torch::zeros({d}));
-    for (int i = 0; i < 12; ++i) {
-        const std::string p = "blocks." + std::to_string(i) + ".";
-        for (const char *n : {"norm1", "norm2"}) {
-            sd.insert(p + n + ".weight", torch::ones({d}));
-            sd.insert(p + n + ".bias", torch::zeros({d}));
-        }
-        sd.insert(p + "attn.qkv.weight", r({3 * d, d}, 0.02));
-        sd.insert(p + "attn.qkv.bias", torch::zeros({3 * d}));
-        sd.insert(p + "attn.proj.weight", r({d, d}, 0.02));
-        sd.insert(p + "attn.proj.bias", torch::zeros({d}));
-        sd.insert(p + "ls1.gamma", torch::full({d}, 0.1));
-        sd.insert(p + "mlp.fc1.weight", r({hidden, d}, 0.02));
-        sd.insert(p + "mlp.fc1.bias", torch::zeros({hidden}));
-        sd.insert(p + "mlp.fc2.weight", r({d, hidden}, 0.02));
-        sd.insert(p + "mlp.fc2.bias", torch::zeros({d}));
-        sd.insert(p + "ls2.gamma", torch::full({d}, 0.1));
-    }
-    return sd;
-}
-
 int endToEnd(const fs::path &dir, int images)
 {
     std::printf("== end to end vs bare engine: ViT-B/14 + SAE 768x49152, %d images of 288x288, batch 8\n", images);
     torch::manual_seed(0);
-    auto vit = model::VitModel::fromStateDict(randomVitB(), 0);
+    auto vit = model::VitModel::fromStateDict(bench::randomVitB(), 0);
     if (!vit)
         return 1;
     at::Tensor wDec = torch::randn({49152, 768});
