@@ -864,6 +864,108 @@ Result<ImageRecord> ProjectDb::image(int64_t imageId)
     return readImage(*q);
 }
 
+Result<float> ProjectDb::reconError(int64_t runId, int64_t imageId)
+{
+    auto q = m_db.prepare("SELECT recon_error FROM activation WHERE run_id = ? AND image_id = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, runId).bind(2, imageId);
+    if (!q->step())
+        return Error("image " + std::to_string(imageId) + " has no results in run " + std::to_string(runId));
+    return float(q->columnDouble(0));
+}
+
+namespace {
+// Runs a query and collects one value per row; database errors are returned, not dropped.
+template <typename T, typename Read>
+Result<std::vector<T>> collect(Result<Statement> q, Read read)
+{
+    if (!q)
+        return q.error();
+    std::vector<T> out;
+    while (q->step())
+        out.push_back(read(*q));
+    if (Status s = q->status(); !s)
+        return s.error();
+    return out;
+}
+} // namespace
+
+Result<std::vector<ImageRecord>> ProjectDb::patientImages(int64_t patientId, int limit)
+{
+    auto q = m_db.prepare("SELECT id, path, coalesce(class, '') FROM image WHERE patient_id = ? AND qc_status = 'ok' "
+                          "ORDER BY id LIMIT ?");
+    if (q)
+        q->bind(1, patientId).bind(2, limit);
+    return collect<ImageRecord>(std::move(q), [](const Statement &s) {
+        ImageRecord r;
+        r.id = s.columnInt(0);
+        r.path = s.columnText(1);
+        r.className = s.columnText(2);
+        return r;
+    });
+}
+
+Result<std::vector<std::pair<std::string, int64_t>>> ProjectDb::classCounts(int64_t patientId)
+{
+    auto q = m_db.prepare("SELECT coalesce(class, '(none)'), count(*) FROM image WHERE patient_id = ? AND "
+                          "qc_status = 'ok' GROUP BY class ORDER BY count(*) DESC");
+    if (q)
+        q->bind(1, patientId);
+    return collect<std::pair<std::string, int64_t>>(
+        std::move(q), [](const Statement &s) { return std::make_pair(s.columnText(0), s.columnInt(1)); });
+}
+
+Result<std::vector<std::string>> ProjectDb::classes()
+{
+    return collect<std::string>(m_db.prepare("SELECT DISTINCT class FROM image WHERE class IS NOT NULL ORDER BY class"),
+                                [](const Statement &s) { return s.columnText(0); });
+}
+
+Result<std::vector<std::string>> ProjectDb::diagnoses()
+{
+    return collect<std::string>(
+        m_db.prepare("SELECT DISTINCT diagnosis FROM patient WHERE diagnosis IS NOT NULL ORDER BY diagnosis"),
+        [](const Statement &s) { return s.columnText(0); });
+}
+
+Result<int64_t> ProjectDb::acceptedImageCount()
+{
+    return m_db.queryInt("SELECT count(*) FROM image WHERE qc_status = 'ok'");
+}
+
+Result<std::vector<ConceptStats>> ProjectDb::allConceptStats(int64_t runId)
+{
+    auto q = m_db.prepare("SELECT latent, firing_images, firing_freq, mean_activation, label_entropy, dead, dense, "
+                          "high_mean FROM concept_stats WHERE run_id = ? ORDER BY latent");
+    if (q)
+        q->bind(1, runId);
+    return collect<ConceptStats>(std::move(q), [](const Statement &s) {
+        ConceptStats c;
+        c.latent = int32_t(s.columnInt(0));
+        c.firingImages = s.columnInt(1);
+        c.firingFrequency = s.columnDouble(2);
+        if (!s.columnIsNull(3))
+            c.meanActivation = s.columnDouble(3);
+        if (!s.columnIsNull(4))
+            c.labelEntropy = s.columnDouble(4);
+        c.dead = s.columnInt(5) != 0;
+        c.dense = s.columnInt(6) != 0;
+        c.highMean = s.columnInt(7) != 0;
+        return c;
+    });
+}
+
+Result<std::vector<std::pair<float, float>>> ProjectDb::latentValues(int64_t runId, int32_t latent)
+{
+    auto q = m_db.prepare("SELECT mean, max_patch FROM image_concept WHERE run_id = ? AND latent = ?");
+    if (q)
+        q->bind(1, runId).bind(2, int64_t(latent));
+    return collect<std::pair<float, float>>(std::move(q), [](const Statement &s) {
+        return std::make_pair(float(s.columnDouble(0)), float(s.columnDouble(1)));
+    });
+}
+
 Result<std::vector<PatientRecord>> ProjectDb::patients()
 {
     auto q = m_db.prepare("SELECT p.id, p.code, coalesce(p.diagnosis, ''), (SELECT count(*) FROM image i WHERE "

@@ -172,6 +172,18 @@ public:
     Result<std::vector<FingerprintEntry>> patientFingerprint(int64_t runId, int64_t patientId, int64_t *cellCount);
     Result<std::optional<ConceptStats>> conceptStats(int64_t runId, int32_t latent);
     Result<ImageRecord> image(int64_t imageId);
+    Result<float> reconError(int64_t runId, int64_t imageId);
+    // A patient's accepted images (id, path, class), in id order.
+    Result<std::vector<ImageRecord>> patientImages(int64_t patientId, int limit);
+    // Accepted cells per class of a patient, most frequent first ("(none)" for unlabelled).
+    Result<std::vector<std::pair<std::string, int64_t>>> classCounts(int64_t patientId);
+    Result<std::vector<std::string>> classes();
+    Result<std::vector<std::string>> diagnoses();
+    Result<int64_t> acceptedImageCount();
+    // Every latent's statistics of a run (top images not filled in), in latent order.
+    Result<std::vector<ConceptStats>> allConceptStats(int64_t runId);
+    // (mean, max over patches) of every image in which the latent fires.
+    Result<std::vector<std::pair<float, float>>> latentValues(int64_t runId, int32_t latent);
     Result<std::vector<PatientRecord>> patients();
     Result<int64_t> count(const std::string &sqlCountQuery);
 

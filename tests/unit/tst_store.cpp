@@ -353,6 +353,28 @@ private slots:
         QVERIFY((*s0)->dead);
         QVERIFY(!(*s0)->meanActivation.has_value());
         QCOMPARE(*db.count("SELECT count(*) FROM concept_stats WHERE run_id = " + std::to_string(*run)), int64_t(100));
+
+        // The typed queries the explorer uses.
+        auto all = db.allConceptStats(*run);
+        QVERIFY(all.ok());
+        QCOMPARE(int(all->size()), 100);
+        QCOMPARE((*all)[7].firingImages, int64_t(12));
+        QVERIFY(!(*all)[0].meanActivation.has_value());
+        auto values = db.latentValues(*run, 3);
+        QCOMPARE(int(values->size()), 6);
+        QCOMPARE(values->front().second, 0.4f);
+        QCOMPARE(*db.reconError(*run, 1), 0.25f);
+        QVERIFY(!db.reconError(*run, 999).ok());
+        QCOMPARE(*db.classes(), (std::vector<std::string>{"blast", "lymph"}));
+        QCOMPARE(*db.diagnoses(), (std::vector<std::string>{"APL", "control"}));
+        QCOMPARE(*db.acceptedImageCount(), int64_t(12));
+        auto counts = db.classCounts(onlyAaa.patientId);
+        QCOMPARE(int(counts->size()), 2);
+        QCOMPARE(counts->front().second, int64_t(3));
+        auto cellsOfA = db.patientImages(onlyAaa.patientId, 4);
+        QCOMPARE(int(cellsOfA->size()), 4);
+        QCOMPARE(cellsOfA->front().path, std::string("/img0.png"));
+        QCOMPARE(cellsOfA->front().className, std::string("lymph"));
     }
 };
 

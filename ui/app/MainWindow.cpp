@@ -356,7 +356,7 @@ void MainWindow::reloadViews()
     m_concepts->setSession(m_session.get());
     m_patient->setSession(m_session.get());
     m_galleryModel->setItems({});
-    const auto cells = m_session->db().count("SELECT count(*) FROM image WHERE qc_status = 'ok'");
+    const auto cells = m_session->db().acceptedImageCount();
     showMessage(tr("%1 cells, %2 patients. %3")
                     .arg(cells ? *cells : 0)
                     .arg(m_cohortModel->rowCount())

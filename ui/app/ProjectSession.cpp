@@ -128,14 +128,9 @@ std::optional<CellInfo> ProjectSession::cell(qint64 imageId)
     c.className = q(img->className);
     c.width = img->width;
     c.height = img->height;
-    if (m_run) {
-        auto st = m_db->db().prepare("SELECT recon_error FROM activation WHERE run_id = ? AND image_id = ?");
-        if (st) {
-            st->bind(1, m_run->id).bind(2, imageId);
-            if (st->step())
-                c.reconError = float(st->columnDouble(0));
-        }
-    }
+    if (m_run)
+        if (auto e = m_db->reconError(m_run->id, imageId))
+            c.reconError = *e;
     return c;
 }
 
@@ -174,16 +169,14 @@ QVector<store::TokenLatent> ProjectSession::conceptsOfPatch(qint64 imageId, int 
 QVector<GalleryItem> ProjectSession::patientCells(qint64 patientId, int limit)
 {
     QVector<GalleryItem> out;
-    auto st = m_db->db().prepare("SELECT id, path, coalesce(class, '') FROM image WHERE patient_id = ? AND "
-                                 "qc_status = 'ok' ORDER BY id LIMIT ?");
-    if (!st)
+    auto images = m_db->patientImages(patientId, limit);
+    if (!images)
         return out;
-    st->bind(1, patientId).bind(2, limit);
-    while (st->step()) {
+    for (const auto &img : *images) {
         GalleryItem it;
-        it.imageId = st->columnInt(0);
-        it.path = q(st->columnText(1));
-        it.caption = q(st->columnText(2));
+        it.imageId = img.id;
+        it.path = q(img.path);
+        it.caption = q(img.className);
         out.push_back(it);
     }
     return out;
@@ -192,31 +185,27 @@ QVector<GalleryItem> ProjectSession::patientCells(qint64 patientId, int limit)
 QVector<QPair<QString, int>> ProjectSession::classCounts(qint64 patientId)
 {
     QVector<QPair<QString, int>> out;
-    auto st = m_db->db().prepare("SELECT coalesce(class, '(none)'), count(*) FROM image WHERE patient_id = ? AND "
-                                 "qc_status = 'ok' GROUP BY class ORDER BY count(*) DESC");
-    if (!st)
-        return out;
-    st->bind(1, patientId);
-    while (st->step())
-        out.push_back({q(st->columnText(0)), int(st->columnInt(1))});
+    if (auto counts = m_db->classCounts(patientId))
+        for (const auto &[name, n] : *counts)
+            out.push_back({q(name), int(n)});
     return out;
 }
 
 QStringList ProjectSession::classes()
 {
     QStringList out;
-    auto st = m_db->db().prepare("SELECT DISTINCT class FROM image WHERE class IS NOT NULL ORDER BY class");
-    while (st && st->step())
-        out << q(st->columnText(0));
+    if (auto list = m_db->classes())
+        for (const auto &c : *list)
+            out << q(c);
     return out;
 }
 
 QStringList ProjectSession::diagnoses()
 {
     QStringList out;
-    auto st = m_db->db().prepare("SELECT DISTINCT diagnosis FROM patient WHERE diagnosis IS NOT NULL ORDER BY diagnosis");
-    while (st && st->step())
-        out << q(st->columnText(0));
+    if (auto list = m_db->diagnoses())
+        for (const auto &d : *list)
+            out << q(d);
     return out;
 }
 
@@ -229,21 +218,19 @@ QFuture<QVector<ConceptRow>> ProjectSession::loadConcepts() const
         auto db = openReadOnly(path);
         if (!db || !runId)
             return rows;
-        auto st = db->db().prepare("SELECT latent, firing_images, firing_freq, mean_activation, label_entropy, dead, "
-                                   "dense, high_mean FROM concept_stats WHERE run_id = ? ORDER BY latent");
-        if (!st)
+        auto stats = db->allConceptStats(runId);
+        if (!stats)
             return rows;
-        st->bind(1, runId);
-        while (st->step()) {
+        for (const auto &c : *stats) {
             ConceptRow r;
-            r.latent = int(st->columnInt(0));
-            r.firingImages = st->columnInt(1);
-            r.frequency = st->columnDouble(2);
-            r.meanActivation = st->columnIsNull(3) ? std::nan("") : st->columnDouble(3);
-            r.entropy = st->columnIsNull(4) ? -1 : st->columnDouble(4);
-            r.dead = st->columnInt(5) != 0;
-            r.dense = st->columnInt(6) != 0;
-            r.highMean = st->columnInt(7) != 0;
+            r.latent = c.latent;
+            r.firingImages = c.firingImages;
+            r.frequency = c.firingFrequency;
+            r.meanActivation = c.meanActivation ? *c.meanActivation : std::nan("");
+            r.entropy = c.labelEntropy ? *c.labelEntropy : -1;
+            r.dead = c.dead;
+            r.dense = c.dense;
+            r.highMean = c.highMean;
             rows.push_back(r);
         }
         return rows;
@@ -260,14 +247,13 @@ QFuture<ConceptDistribution> ProjectSession::loadDistribution(int latent) const
         auto db = openReadOnly(path);
         if (!db || !runId)
             return d;
-        auto st = db->db().prepare("SELECT mean, max_patch FROM image_concept WHERE run_id = ? AND latent = ?");
-        if (!st)
+        auto values = db->latentValues(runId, latent);
+        if (!values)
             return d;
-        st->bind(1, runId).bind(2, int64_t(latent));
         std::vector<float> maxima;
-        while (st->step()) {
-            d.means.push_back(float(st->columnDouble(0)));
-            maxima.push_back(float(st->columnDouble(1)));
+        for (const auto &[mean, maxPatch] : *values) {
+            d.means.push_back(mean);
+            maxima.push_back(maxPatch);
         }
         if (!maxima.empty()) {
             // The fixed overlay scale of this concept: the 99th percentile of its patch maxima.
