@@ -118,7 +118,8 @@ const char *kTrainVitHelp =
     "  --device D         auto | cpu | cuda\n";
 
 const char *kBuildDemoHelp =
-    "Usage: cytosae build-demo-models [--out DIR] [--patients-per-group N] [--cells N]\n"
+    "Usage: cytosae build-demo-models [--out DIR] [--images N] [--vit-epochs N] [--sae-steps N]\n"
+    "                                 [--expansion N] [--l1 X] [--work DIR [--sae-only]]\n"
     "\n"
     "Rebuilds the demo model from scratch, deterministically: generates a training cohort of\n"
     "synthetic cells (seed 1001; the demo project uses other seeds), trains the demo ViT on\n"
@@ -310,7 +311,7 @@ Status writeModelCard(const fs::path &dir, const train::VitTrainReport &vit, con
 
 int buildDemoModelsCommand(int argc, char **argv)
 {
-    CliArgs args({"--out", "--images", "--vit-epochs", "--sae-steps", "--threads", "--l1", "--work"},
+    CliArgs args({"--out", "--images", "--vit-epochs", "--sae-steps", "--threads", "--l1", "--work", "--expansion"},
                  {"--help", "--sae-only"});
     if (!args.parse(argc, argv, 2))
         return usage("build-demo-models", args.error(), kBuildDemoHelp);
@@ -318,8 +319,8 @@ int buildDemoModelsCommand(int argc, char **argv)
         std::fputs(kBuildDemoHelp, stdout);
         return 0;
     }
-    int images = 2000, epochs = 3, steps = 1500, threads = 0;
-    if (!args.intValue("--images", 2000, 50, 1000000, images) || !args.intValue("--vit-epochs", 3, 1, 100, epochs) ||
+    int images = 2000, epochs = 3, steps = 1500, threads = 0, expansion = 8;
+    if (!args.intValue("--images", 2000, 50, 1000000, images) || !args.intValue("--expansion", 8, 1, 256, expansion) || !args.intValue("--vit-epochs", 3, 1, 100, epochs) ||
         !args.intValue("--sae-steps", 1500, 10, 1000000, steps) || !args.intValue("--threads", 0, 0, 1024, threads))
         return usage("build-demo-models", args.error(), kBuildDemoHelp);
     double l1 = 1e-3;
@@ -417,7 +418,7 @@ int buildDemoModelsCommand(int argc, char **argv)
     train::SaeTrainOptions so;
     so.vitPath = vo.outPath;
     so.outPath = (out / "demo_sae.pt").string();
-    so.expansionFactor = 8;
+    so.expansionFactor = expansion;
     so.steps = steps;
     so.batchImages = 32;
     so.warmupSteps = std::min(500, steps / 5);
