@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 
 namespace cytosae::cli {
 
@@ -60,6 +61,26 @@ Result<store::RunRecord> pickRun(store::ProjectDb &db, CliArgs &args)
     if (!run->has_value())
         return Error("this project has no runs yet; use 'cytosae run' first");
     return **run;
+}
+
+// Opens PROJECT and picks its run (--run ID or the newest finished one); on failure prints
+// the reason and returns false.
+bool openProjectRun(const std::string &path, store::ProjectDb::OpenMode mode, CliArgs &args,
+                    std::optional<store::ProjectDb> &db, store::RunRecord &run)
+{
+    auto opened = openProject(path, mode);
+    if (!opened) {
+        std::fprintf(stderr, "error: %s\n", opened.message().c_str());
+        return false;
+    }
+    db.emplace(std::move(opened.value()));
+    auto picked = pickRun(*db, args);
+    if (!picked) {
+        std::fprintf(stderr, "error: %s\n", picked.message().c_str());
+        return false;
+    }
+    run = *picked;
+    return true;
 }
 
 std::string csvField(const std::string &s)
@@ -233,16 +254,11 @@ int statsCommand(int argc, char **argv)
         return code;
     if (args.positional().size() != 1)
         return usageError("stats", "expected PROJECT", kStatsHelp);
-    auto db = openProject(args.positional()[0], store::ProjectDb::OpenMode::Existing);
-    if (!db) {
-        std::fprintf(stderr, "error: %s\n", db.message().c_str());
+    std::optional<store::ProjectDb> db;
+    store::RunRecord picked;
+    if (!openProjectRun(args.positional()[0], store::ProjectDb::OpenMode::Existing, args, db, picked))
         return 1;
-    }
-    auto run = pickRun(*db, args);
-    if (!run) {
-        std::fprintf(stderr, "error: %s\n", run.message().c_str());
-        return 1;
-    }
+    const store::RunRecord *run = &picked;
     auto hasStats = db->count("SELECT count(*) FROM concept_stats WHERE run_id = " + std::to_string(run->id));
     if (args.has("--recompute") || (hasStats && *hasStats == 0)) {
         if (Status s = db->computeStats(run->id); !s) {
@@ -291,16 +307,11 @@ int topCommand(int argc, char **argv)
     if (!args.intValue("--latent", 0, 0, 1 << 24, latent) || !args.intValue("--n", 20, 1, 100000, n) ||
         !args.intValue("--quantiles", 0, 0, 100, bins))
         return usageError("top", args.error(), kTopHelp);
-    auto db = openProject(args.positional()[0], store::ProjectDb::OpenMode::ReadOnly);
-    if (!db) {
-        std::fprintf(stderr, "error: %s\n", db.message().c_str());
+    std::optional<store::ProjectDb> db;
+    store::RunRecord picked;
+    if (!openProjectRun(args.positional()[0], store::ProjectDb::OpenMode::ReadOnly, args, db, picked))
         return 1;
-    }
-    auto run = pickRun(*db, args);
-    if (!run) {
-        std::fprintf(stderr, "error: %s\n", run.message().c_str());
-        return 1;
-    }
+    const store::RunRecord *run = &picked;
     if (latent >= run->dSae) {
         std::fprintf(stderr, "error: latent %d does not exist (the SAE has %d)\n", latent, run->dSae);
         return 1;

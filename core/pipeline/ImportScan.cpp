@@ -400,8 +400,20 @@ Result<CsvTable> parseCsvImpl(const std::string &text, size_t maxBytes)
 // ---------------------------------------------------------------------------------------
 // Manifest and patient table
 
+// "Patient ID", "patient-id" and "PATIENT_ID" all mean the same column.
+std::string normaliseColumnName(const std::string &name)
+{
+    std::string s = toLower(trimmed(name));
+    for (char &c : s) {
+        if (c == ' ' || c == '-')
+            c = '_';
+    }
+    return s;
+}
+
 struct TableFile {
     CsvTable table;
+    std::vector<std::string> names; // header, normalised for matching (normaliseColumnName)
     std::string absolutePath;
     std::string fileName; // for messages
     fs::path folder;      // for resolving relative paths
@@ -448,19 +460,11 @@ Result<TableFile> loadTable(const std::string &csvPath, const char *what)
     if (!parsed)
         return parsed.error();
     out.table = std::move(parsed).value();
+    for (const std::string &h : out.table.header)
+        out.names.push_back(normaliseColumnName(h));
     return out;
 }
 
-// "Patient ID", "patient-id" and "PATIENT_ID" all mean the same column.
-std::string normaliseColumnName(const std::string &name)
-{
-    std::string s = toLower(trimmed(name));
-    for (char &c : s) {
-        if (c == ' ' || c == '-')
-            c = '_';
-    }
-    return s;
-}
 
 // Index of the first alias present, in alias order (so the canonical name wins over an
 // alias when a table has both), or -1.
@@ -500,9 +504,7 @@ Result<ScanResult> readManifestImpl(const std::string &csvPath)
     const TableFile &file = *loaded;
     const CsvTable &table = file.table;
 
-    std::vector<std::string> names;
-    for (const std::string &h : table.header)
-        names.push_back(normaliseColumnName(h));
+    const std::vector<std::string> &names = file.names;
     const int pathCol = findColumn(names, {"path", "file", "filename", "image"});
     if (pathCol < 0) {
         return Error("no column for the image path (expected path, file, filename or image); columns found: "
@@ -566,9 +568,7 @@ Result<std::vector<PatientRow>> readPatientTableImpl(const std::string &csvPath,
     const TableFile &file = *loaded;
     const CsvTable &table = file.table;
 
-    std::vector<std::string> names;
-    for (const std::string &h : table.header)
-        names.push_back(normaliseColumnName(h));
+    const std::vector<std::string> &names = file.names;
     const int codeCol = findColumn(names, {"patient", "patient_id", "patient_code", "code"});
     if (codeCol < 0) {
         return Error("no patient column (expected patient, patient_id, patient_code or code); columns found: "
