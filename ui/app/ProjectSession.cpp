@@ -18,11 +18,17 @@ std::optional<store::ProjectDb> openReadOnly(const QString &path)
 
 QString q(const std::string &s) { return QString::fromStdString(s); }
 
-// Patch grid of one latent from a token top-k blob: the last side x side tokens are patches.
+// Patch tokens are the last side x side tokens (after CLS and any registers).
+int gridSide(const store::TokenTopK &t)
+{
+    return int(std::sqrt(double(std::max(0, t.numTokens - 1))));
+}
+
+// Patch grid of one latent from a token top-k blob.
 PatchGrid gridOf(const store::TokenTopK &t, int latent)
 {
     PatchGrid g;
-    const int side = int(std::sqrt(double(std::max(0, t.numTokens - 1))));
+    const int side = gridSide(t);
     g.gridW = g.gridH = side;
     g.prefix = t.numTokens - side * side;
     g.values.fill(0.f, side * side);
@@ -158,7 +164,7 @@ QVector<store::TokenLatent> ProjectSession::conceptsOfPatch(qint64 imageId, int 
     auto t = m_db->tokensOfImage(m_run->id, imageId);
     if (!t)
         return {};
-    const int side = int(std::sqrt(double(std::max(0, t->numTokens - 1))));
+    const int side = gridSide(*t);
     const int token = t->numTokens - side * side + patch;
     if (patch < 0 || token >= t->numTokens)
         return {};
