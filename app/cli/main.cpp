@@ -21,6 +21,7 @@ void usage(FILE *out)
                  "  top       the cells that activate a concept most (or sampled by quantile)\n"
                  "  export    CSV of image-level activations, per-latent statistics or images\n"
                  "  demo      create the demo project (synthetic cohort + demo model) and run it\n"
+                 "  demo-smear  write generated smear fields with known white-cell positions\n"
                  "  train-sae train a sparse autoencoder on a project's images (CytoSAE recipe)\n"
                  "  train-vit train a small DINOv2-style ViT on a project's labelled cells\n"
                  "  build-demo-models  rebuild the bundled demo model from scratch\n"
@@ -59,6 +60,8 @@ int main(int argc, char **argv)
         return topCommand(argc, argv);
     if (cmd == "export")
         return exportCommand(argc, argv);
+    if (cmd == "demo-smear")
+        return demoSmearCommand(argc, argv);
     if (cmd == "demo")
         return demoCommand(argc, argv);
     if (cmd == "train-sae")
