@@ -141,7 +141,7 @@ SmearLayout planSmearField(uint64_t seed, const SmearFieldOptions &options)
         double x, y, r;
     };
     std::vector<Placed> placed;
-    const int target = std::max(1, int(std::lround(options.whiteCellsPerMegapixel * mp)));
+    const int target = std::max(0, int(std::lround(options.whiteCellsPerMegapixel * mp)));
     auto fits = [&](double x, double y, double r, int ignore) {
         if (x - kCellCrop / 2.0 < 2 || y - kCellCrop / 2.0 < 2 || x + kCellCrop / 2.0 > layout.width - 2 ||
             y + kCellCrop / 2.0 > layout.height - 2)

@@ -104,10 +104,21 @@ void detectInMat(const cv::Mat3b &rgb, const CellDetectorOptions &o, OpenSides o
     opticalDensity(rgb, od);
     const cv::Mat1f &R = od[0], &G = od[1], &B = od[2];
 
-    cv::Mat1b nucleus(rgb.size()), cells(rgb.size());
+    // Local texture of the green density: red cells are smooth, granular cytoplasm
+    // (eosinophils, whose granules are nearly red-cell coloured) is not.
+    cv::Mat1f texture;
+    {
+        cv::Mat1f mean, meanSq;
+        cv::blur(G, mean, cv::Size(7, 7));
+        cv::blur(G.mul(G), meanSq, cv::Size(7, 7));
+        cv::Mat1f var = meanSq - mean.mul(mean);
+        cv::max(var, 0.0, var);
+        cv::sqrt(var, texture);
+    }
+    cv::Mat1b nucleus(rgb.size()), cells(rgb.size()), redCells(rgb.size());
     for (int y = 0; y < rgb.rows; ++y) {
-        const float *r = R[y], *g = G[y], *b = B[y];
-        uint8_t *nu = nucleus[y], *ce = cells[y];
+        const float *r = R[y], *g = G[y], *b = B[y], *t = texture[y];
+        uint8_t *nu = nucleus[y], *ce = cells[y], *rc = redCells[y];
         for (int x = 0; x < rgb.cols; ++x) {
             const bool isNucleus = g[x] >= o.nucleusGreenOd && g[x] - b[x] >= o.nucleusGreenOverBlue &&
                                    g[x] - r[x] >= o.nucleusGreenOverRed;
@@ -117,8 +128,17 @@ void detectInMat(const cv::Mat3b &rgb, const CellDetectorOptions &o, OpenSides o
             const bool redCell = g[x] >= o.redCellGreenOd && g[x] - b[x] <= 0.2f * g[x] + 0.03f &&
                                  b[x] - g[x] <= 0.06f * g[x] + 0.02f && r[x] <= 0.5f * g[x];
             nu[x] = isNucleus ? 255 : 0;
-            ce[x] = (isNucleus || (material && !redCell)) ? 255 : 0;
+            ce[x] = (isNucleus || material) ? 255 : 0;
+            rc[x] = redCell && !isNucleus ? (t[x] <= o.redCellMaxTexture ? 255 : 128) : 0;
         }
+    }
+    // Red cells: smooth red-cell coloured areas, grown over their own (textured) rims; the
+    // granular cytoplasm of eosinophils has few smooth pixels to grow from.
+    {
+        cv::Mat1b smooth = redCells == 255, grown;
+        cv::dilate(smooth, grown, cv::getStructuringElement(cv::MORPH_ELLIPSE, cv::Size(7, 7)));
+        redCells = grown & (redCells > 0);
+        cells.setTo(0, redCells);
     }
     const cv::Mat disk5 = cv::getStructuringElement(cv::MORPH_ELLIPSE, cv::Size(5, 5));
     cv::morphologyEx(cells, cells, cv::MORPH_OPEN, disk5);
@@ -198,9 +218,16 @@ void detectInMat(const cv::Mat3b &rgb, const CellDetectorOptions &o, OpenSides o
         cv::minMaxLoc(dist, nullptr, &maxDist);
         // Cores: round cells touching another have a distance peak each, joined by a neck
         // well below half the peak height.
-        const cv::Mat1b cores = dist > 0.5 * maxDist;
+        // A blob much larger than the disc of its largest inscribed circle is more than one
+        // cell even when their neck is wide: raise the core level until it parts.
+        const double discRatio = double(area) / (kPi * maxDist * maxDist);
         cv::Mat1i markers;
-        const int cores_n = cv::connectedComponents(cores, markers, 8, CV_32S) - 1;
+        int cores_n = 0;
+        for (double level : {0.5, 0.6, 0.7, 0.8}) {
+            cores_n = cv::connectedComponents(dist > level * maxDist, markers, 8, CV_32S) - 1;
+            if (cores_n > 1 || discRatio < 1.45)
+                break;
+        }
         const cv::Mat1b nucleusHere = nucleus(where);
         if (cores_n <= 1) {
             consider(blob, where, cv::countNonZero(nucleusHere & blob));

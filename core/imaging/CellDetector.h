@@ -48,7 +48,8 @@ struct CellDetectorOptions {
     double nucleusGreenOd = 0.40;    // nucleus: green OD at least this ...
     double nucleusGreenOverBlue = 0.20;  // ... and this much above blue ...
     double nucleusGreenOverRed = 0.10;   // ... and above red
-    double redCellGreenOd = 0.20;    // red cell: green OD at least this, blue within a third of it
+    double redCellGreenOd = 0.20;    // red cell: green OD at least this, blue about the same,
+    double redCellMaxTexture = 0.06; // and smooth: local (7 x 7) standard deviation of green OD
     int tileSize = 1024;             // owned tile side in pixels (a tile is read with overlap)
 };
 

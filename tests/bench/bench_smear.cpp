@@ -4,7 +4,7 @@
 // peak memory (getrusage) and the ratio against a baseline measured in the same run: a plain
 // read + cv::cvtColor + cv::threshold pass over the same pixels, band by band.
 //
-//   bench_smear [--seeds N] [--big SIDE] [--dir DIR] [--keep]
+//   bench_smear [--seeds N] [--first SEED] [--big SIDE] [--dir DIR] [--keep] [--verbose]
 
 #include "demo/SmearField.h"
 #include "imaging/CellDetector.h"
@@ -51,8 +51,8 @@ std::vector<imaging::BoxI> truthBoxes(const demo::SmearLayout &layout)
 
 int main(int argc, char **argv)
 {
-    int seeds = 10, big = 20000;
-    bool keep = false;
+    int seeds = 10, big = 20000, first = 1;
+    bool keep = false, verbose = false;
     std::string dir = std::filesystem::temp_directory_path().string();
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -62,10 +62,14 @@ int main(int argc, char **argv)
             big = std::atoi(argv[++i]);
         else if (a == "--dir" && i + 1 < argc)
             dir = argv[++i];
+        else if (a == "--first" && i + 1 < argc)
+            first = std::atoi(argv[++i]);
         else if (a == "--keep")
             keep = true;
+        else if (a == "--verbose")
+            verbose = true;
         else {
-            std::fprintf(stderr, "usage: bench_smear [--seeds N] [--big SIDE] [--dir DIR] [--keep]\n");
+            std::fprintf(stderr, "usage: bench_smear [--seeds N] [--first SEED] [--big SIDE] [--dir DIR] [--keep] [--verbose]\n");
             return 2;
         }
     }
@@ -76,7 +80,7 @@ int main(int argc, char **argv)
     std::printf("%6s %6s %10s %10s %8s %12s %12s %8s\n", "seed", "cells", "touching", "detected", "recall",
                 "precision", "tiled recall", "tiled prec");
     imaging::DetectionScore total, totalTiled;
-    for (int s = 1; s <= seeds; ++s) {
+    for (int s = first; s < first + seeds; ++s) {
         const demo::SmearField field = demo::generateSmearField(uint64_t(s));
         const imaging::RgbImage image{field.layout.width, field.layout.height, field.rgb};
         auto found = imaging::detectCells(image, options, true);
@@ -99,6 +103,18 @@ int main(int argc, char **argv)
             return 1;
         }
         const auto tiledScore = imaging::scoreDetections(truth, tiled);
+        if (verbose) // the known cells missed, with the best overlapping detection
+            for (const auto &t : field.layout.whiteCells) {
+                double best = 0;
+                imaging::CellDetection near;
+                for (const auto &d : *found)
+                    if (const double iou = imaging::boxIou({t.x, t.y, t.w, t.h}, {d.x, d.y, d.w, d.h}); iou > best)
+                        best = iou, near = d;
+                if (best < 0.5)
+                    std::printf("  missed %s%s at %d,%d %dx%d; best IoU %.2f (%d,%d %dx%d)\n",
+                                demo::cellTypeName(t.type), t.touching ? " (touching)" : "", t.x, t.y, t.w, t.h,
+                                best, near.x, near.y, near.w, near.h);
+            }
         int touching = 0;
         for (const auto &t : field.layout.whiteCells)
             touching += t.touching;
