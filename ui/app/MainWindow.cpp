@@ -10,6 +10,7 @@
 #include "gallery/ThumbnailLoader.h"
 #include "patient/PatientSummary.h"
 #include "settings/SettingsDialog.h"
+#include "smear/SmearView.h"
 #include "tasks/BackgroundTask.h"
 #include "viewer/CellView.h"
 #include "viewer/CellViewerPanel.h"
@@ -178,6 +179,7 @@ void MainWindow::buildDocks()
 
     m_concepts = new ConceptBrowser(m_selection, m_thumbnails, this);
     m_patient = new PatientSummary(m_selection, this);
+    m_smear = new SmearView(m_selection, this);
 
     auto *galleryBox = new QWidget(this);
     auto *gl = new QVBoxLayout(galleryBox);
@@ -229,6 +231,9 @@ void MainWindow::buildDocks()
     addDockWidget(Qt::RightDockWidgetArea, cellDock);
     addDockWidget(Qt::RightDockWidgetArea, patientDock);
     tabifyDockWidget(cellDock, patientDock);
+    auto *smearDock = dock(tr("Smear"), QStringLiteral("smearDock"), m_smear, this);
+    addDockWidget(Qt::RightDockWidgetArea, smearDock);
+    tabifyDockWidget(patientDock, smearDock);
     cellDock->raise();
     addDockWidget(Qt::BottomDockWidgetArea, galleryDock);
     resizeDocks({cohortDock, conceptDock}, {220, 600}, Qt::Vertical);
@@ -355,6 +360,7 @@ void MainWindow::reloadViews()
     m_cohortView->resizeColumnsToContents();
     m_concepts->setSession(m_session.get());
     m_patient->setSession(m_session.get());
+    m_smear->setSession(m_session.get());
     m_galleryModel->setItems({});
     const auto cells = m_session->db().acceptedImageCount();
     showMessage(tr("%1 cells, %2 patients. %3")

@@ -29,6 +29,7 @@ class QTableView;
 class QTableWidget;
 class QToolButton;
 class SelectionModel;
+class SmearView;
 class ThumbnailLoader;
 struct TaskProgress;
 
@@ -52,6 +53,7 @@ public:
     ConceptBrowser *conceptBrowser() const { return m_concepts; }
     GalleryModel *galleryModel() const { return m_galleryModel; }
     CohortModel *cohortModel() const { return m_cohortModel; }
+    SmearView *smearView() const { return m_smear; }
     QString lastMessage() const { return m_lastMessage; }
 
 signals:
@@ -94,6 +96,7 @@ private:
     CellViewerPanel *m_cellViewer;
     ConceptBrowser *m_concepts;
     PatientSummary *m_patient;
+    SmearView *m_smear;
     CohortModel *m_cohortModel;
     QTableView *m_cohortView;
     GalleryModel *m_galleryModel;
