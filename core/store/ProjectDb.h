@@ -19,7 +19,7 @@
 
 namespace cytosae::store {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 using Metadata = std::vector<std::pair<std::string, std::string>>;
 
