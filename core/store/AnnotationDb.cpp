@@ -854,6 +854,38 @@ Result<std::vector<SignOff>> AnnotationDb::signOffs(int64_t patientId)
     return out;
 }
 
+// ---- audit -----------------------------------------------------------------------------------
+
+Result<std::vector<AuditEntry>> AnnotationDb::auditTrail(int limit)
+{
+    auto q = m_db.prepare(
+        "SELECT at, author, 'label ' || status, concept, label || CASE WHEN note <> '' THEN ' (' || note || ')' "
+        "ELSE '' END FROM concept_label "
+        "UNION ALL SELECT at, author, 'group version ' || version, 'group:' || group_uid, name || ' ' || latents "
+        "FROM concept_group_version "
+        "UNION ALL SELECT at, author, CASE WHEN active THEN 'flag pathognomonic' ELSE 'remove flag' END, concept, "
+        "'threshold ' || printf('%.3f', threshold) FROM concept_flag "
+        "UNION ALL SELECT at, author, 'validated threshold', concept, printf('%.3f (target precision %.2f)', threshold, "
+        "target_precision) FROM concept_threshold "
+        "UNION ALL SELECT at, created_by, 'new ' || kind || ' task', concept, "
+        "bins || ' bins x ' || per_bin || ' cells + ' || negatives || ' controls' FROM annotation_task "
+        "UNION ALL SELECT r.at, r.reviewer, 'review: ' || r.decision, f.concept, 'cell ' || r.image_id "
+        "FROM review r JOIN concept_flag f ON f.uid = r.flag_uid "
+        "UNION ALL SELECT s.at, s.reviewer, 'sign-off', f.concept, 'patient ' || p.code || ': ' || s.confirmed || "
+        "' of ' || s.candidates || ' confirmed' FROM review_signoff s JOIN concept_flag f ON f.uid = s.flag_uid "
+        "JOIN patient p ON p.id = s.patient_id "
+        "ORDER BY 1 DESC LIMIT ?");
+    if (!q)
+        return q.error();
+    q->bind(1, limit);
+    std::vector<AuditEntry> out;
+    while (q->step())
+        out.push_back({q->columnText(0), q->columnText(1), q->columnText(2), q->columnText(3), q->columnText(4)});
+    if (Status s = q->status(); !s)
+        return s.error();
+    return out;
+}
+
 // ---- exchange --------------------------------------------------------------------------------
 
 namespace {

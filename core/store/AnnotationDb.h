@@ -165,6 +165,11 @@ struct ImportReport {
     std::vector<std::string> problems; // rows that could not be imported, and why
 };
 
+// One line of the audit trail: who changed what, when.
+struct AuditEntry {
+    std::string at, who, action, concept, detail;
+};
+
 class AnnotationDb {
 public:
     explicit AnnotationDb(ProjectDb &project) : m_project(project), m_db(project.db()) {}
@@ -226,6 +231,11 @@ public:
     Result<SignOff> signOff(int64_t runId, int64_t patientId, const FlagEntry &flag, const std::string &reviewer,
                             const std::string &note = {});
     Result<std::vector<SignOff>> signOffs(int64_t patientId = 0);
+
+    // ---- audit ----
+    // Newest first: labels, group versions, flags, thresholds, tasks, review decisions and
+    // sign-offs. Annotation answers are left out: the audit view must not unblind raters.
+    Result<std::vector<AuditEntry>> auditTrail(int limit = 1000);
 
     // ---- exchange ----
     Result<std::vector<ExchangeTable>> exportAll();
