@@ -27,6 +27,7 @@ const char *kLabelsHelp =
     "                                  [--author NAME] [--note TEXT] [--run ID]\n"
     "       cytosae labels export PROJECT OUT.json | OUT-FOLDER\n"
     "       cytosae labels import PROJECT IN.json | IN-FOLDER\n"
+    "       cytosae labels flag PROJECT (--latent N | --group UID) --threshold T [--off]\n"
     "       cytosae labels tasks PROJECT\n"
     "\n"
     "The concept label ledger of a project (append-only; every entry is bound to the ViT and\n"
@@ -37,7 +38,9 @@ const char *kLabelsHelp =
     "annotation tasks and answers, review decisions and sign-offs) as one JSON file or a folder\n"
     "of CSV files; 'import' reads them back (rows already present are skipped; rows whose cells\n"
     "are not in the project are named and skipped). 'tasks' lists precision checks and double\n"
-    "annotations with their precision per bin, recommended threshold and kappa.\n"
+    "annotations with their precision per bin, recommended threshold and kappa. 'flag' marks a\n"
+    "concept as pathognomonic from threshold T (maximum patch activation; --off removes it):\n"
+    "its cells then wait in each patient's review queue in the explorer.\n"
     "\n"
     "Options:\n"
     "  --history        the whole ledger, oldest first, instead of the labels in force\n"
@@ -132,7 +135,8 @@ int listTasks(store::ProjectDb &db)
 
 int labelsCommand(int argc, char **argv)
 {
-    CliArgs args({"--latent", "--group", "--label", "--status", "--author", "--note", "--run"}, {"--help", "--history"});
+    CliArgs args({"--latent", "--group", "--label", "--status", "--author", "--note", "--run", "--threshold"},
+                 {"--help", "--history", "--off"});
     int code = 0;
     if (!parseOrHelp(args, argc, argv, "labels", kLabelsHelp, code))
         return code;
@@ -140,7 +144,7 @@ int labelsCommand(int argc, char **argv)
     if (pos.size() < 2)
         return usageError("labels", "expected a subcommand and PROJECT", kLabelsHelp);
     const std::string sub = pos[0], project = pos[1];
-    if (sub == "list" || sub == "set") {
+    if (sub == "list" || sub == "set" || sub == "flag") {
         std::optional<store::ProjectDb> db;
         store::RunRecord run;
         if (!openProjectRun(project, sub == "list" ? store::ProjectDb::OpenMode::ReadOnly
@@ -149,8 +153,10 @@ int labelsCommand(int argc, char **argv)
             return 1;
         if (sub == "list")
             return listLabels(*db, run, args.has("--history"));
-        if (args.has("--latent") == args.has("--group") || !args.has("--label"))
-            return usageError("labels", "set needs --label and one of --latent or --group", kLabelsHelp);
+        if (args.has("--latent") == args.has("--group") || !args.has(sub == "set" ? "--label" : "--threshold"))
+            return usageError("labels", sub == "set" ? "set needs --label and one of --latent or --group"
+                                                     : "flag needs --threshold and one of --latent or --group",
+                              kLabelsHelp);
         store::AnnotationDb ann(*db);
         auto models = ann.hashesOfRun(run.id);
         if (!models)
@@ -166,6 +172,24 @@ int labelsCommand(int argc, char **argv)
             if (!g || !*g)
                 return fail("no concept group " + args.value("--group") + " in this project");
             e.concept = store::ConceptRef::ofGroup(args.value("--group")).key();
+        }
+        if (sub == "flag") {
+            store::FlagEntry f;
+            f.concept = e.concept;
+            char *end = nullptr;
+            const std::string t = args.value("--threshold");
+            f.threshold = std::strtod(t.c_str(), &end);
+            if (t.empty() || *end)
+                return usageError("labels", "--threshold needs a number, got '" + t + "'", kLabelsHelp);
+            f.active = !args.has("--off");
+            f.author = args.value("--author", loginName());
+            f.note = args.value("--note");
+            f.models = *models;
+            auto added = ann.appendFlag(f);
+            if (!added)
+                return fail(added.message());
+            std::printf("%s %s from %.4f\n", f.active ? "flagged" : "unflagged", f.concept.c_str(), f.threshold);
+            return 0;
         }
         e.label = args.value("--label");
         e.controlled = annotation::isVocabularyTerm(e.label);
