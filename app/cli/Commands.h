@@ -15,6 +15,7 @@ int trainSaeCommand(int argc, char **argv);
 int trainVitCommand(int argc, char **argv);
 int buildDemoModelsCommand(int argc, char **argv);
 int demoCommand(int argc, char **argv);
+int labelsCommand(int argc, char **argv);
 int importSmearCommand(int argc, char **argv); // import ... --smear
 int demoSmearCommand(int argc, char **argv);
 

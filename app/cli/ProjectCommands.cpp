@@ -1,7 +1,9 @@
 // cytosae import | run | stats | top | export: the project database from the command line.
 
 #include "CliArgs.h"
+#include "CliCommon.h"
 #include "Commands.h"
+#include "io/Csv.h"
 #include "Interrupt.h"
 #include "Progress.h"
 
@@ -15,8 +17,6 @@
 #include <optional>
 
 namespace cytosae::cli {
-
-namespace {
 
 int usageError(const char *cmd, const std::string &msg, const char *help)
 {
@@ -83,15 +83,9 @@ bool openProjectRun(const std::string &path, store::ProjectDb::OpenMode mode, Cl
     return true;
 }
 
-std::string csvField(const std::string &s)
-{
-    if (s.find_first_of(",\"\n\r") == std::string::npos)
-        return s;
-    std::string out = "\"";
-    for (char c : s)
-        out += c == '"' ? std::string("\"\"") : std::string(1, c);
-    return out + "\"";
-}
+namespace {
+
+using io::csvField;
 
 const char *kImportHelp =
     "Usage: cytosae import PROJECT SOURCE [options]\n"

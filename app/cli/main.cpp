@@ -20,6 +20,7 @@ void usage(FILE *out)
                  "  stats     per-latent statistics of a run and a project summary\n"
                  "  top       the cells that activate a concept most (or sampled by quantile)\n"
                  "  export    CSV of image-level activations, per-latent statistics or images\n"
+                 "  labels    concept labels: list, set, export/import (JSON, CSV), annotation tasks\n"
                  "  demo      create the demo project (synthetic cohort + demo model) and run it\n"
                  "  demo-smear  write generated smear fields with known white-cell positions\n"
                  "  train-sae train a sparse autoencoder on a project's images (CytoSAE recipe)\n"
@@ -60,6 +61,8 @@ int main(int argc, char **argv)
         return topCommand(argc, argv);
     if (cmd == "export")
         return exportCommand(argc, argv);
+    if (cmd == "labels")
+        return labelsCommand(argc, argv);
     if (cmd == "demo-smear")
         return demoSmearCommand(argc, argv);
     if (cmd == "demo")

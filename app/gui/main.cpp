@@ -45,7 +45,12 @@ void scheduleScreenshots(MainWindow &w, const QString &prefix, const QString &pa
             w.findChild<QDockWidget *>(QStringLiteral("patientDock"))->raise();
             QTimer::singleShot(500, &w, [&w, prefix] {
                 w.grab().save(prefix + "-patient.png");
-                QApplication::quit();
+                // The review queue, when the project has a pathognomonic flag.
+                w.findChild<QDockWidget *>(QStringLiteral("reviewDock"))->raise();
+                QTimer::singleShot(1500, &w, [&w, prefix] {
+                    w.grab().save(prefix + "-review.png");
+                    QApplication::quit();
+                });
             });
         });
     });

@@ -1,3 +1,4 @@
+#include "io/Csv.h"
 #include "demo/DemoCohort.h"
 
 #include <opencv2/core.hpp>
@@ -67,18 +68,7 @@ double normalFrom(uint64_t seed, uint64_t k)
 
 constexpr uint64_t kTypeSalt = 0x7E11'7E11'7E11'7E11ull;
 
-std::string csvField(const std::string &s)
-{
-    if (s.find_first_of(",\"\r\n") == std::string::npos)
-        return s;
-    std::string out = "\"";
-    for (char c : s) {
-        if (c == '"')
-            out += '"';
-        out += c;
-    }
-    return out + "\"";
-}
+using io::csvField;
 
 std::string ioError()
 {

@@ -11,6 +11,7 @@
 // bad row never costs the whole import.
 
 #include "common/Result.h"
+#include "io/Csv.h"
 
 #include <cstddef>
 #include <string>
@@ -88,16 +89,8 @@ struct PatientRow {
 Result<std::vector<PatientRow>> readPatientTable(const std::string &csvPath,
                                                  std::vector<ScanIssue> *issues = nullptr);
 
-// RFC 4180: quoted fields, doubled quotes, embedded delimiters and newlines, CRLF, LF or lone
-// CR line ends, optional UTF-8 byte order mark. The delimiter is ',' unless the header line
-// has no comma but has ';' or tabs (what spreadsheets write in locales with a decimal comma).
-// Blank lines are skipped. Fields are returned exactly as written (no trimming); rows may
-// have any number of fields, callers decide what a wrong count means.
-struct CsvTable {
-    std::vector<std::string> header;
-    std::vector<std::vector<std::string>> rows;
-    std::vector<int> rowLines; // 1-based line on which each row starts, for messages
-};
-Result<CsvTable> parseCsv(const std::string &text, size_t maxBytes = 256u << 20);
+// CSV reading lives in core/io (io/Csv.h); kept here under its old names for callers.
+using io::CsvTable;
+using io::parseCsv;
 
 } // namespace cytosae::pipeline

@@ -1,6 +1,7 @@
 #include "store/ProjectDb.h"
 
 #include "io/JsonWriter.h"
+#include "store/IdList.h"
 
 #include <algorithm>
 #include <charconv>
@@ -14,6 +15,12 @@
 namespace cytosae::store {
 
 namespace {
+
+#define APPEND_ONLY(table)                                                                              \
+    "CREATE TRIGGER " table "_append_only_u BEFORE UPDATE ON " table                                   \
+    " BEGIN SELECT RAISE(ABORT, '" table " is append-only'); END;"                                      \
+    "CREATE TRIGGER " table "_append_only_d BEFORE DELETE ON " table                                   \
+    " BEGIN SELECT RAISE(ABORT, '" table " is append-only'); END;"
 
 // Forward migrations: entry i takes the schema from version i to i + 1.
 const char *const kMigrations[] = {
@@ -110,18 +117,128 @@ CREATE TABLE concept_stats(
     PRIMARY KEY (run_id, latent)) WITHOUT ROWID;
 INSERT INTO meta(key, value) VALUES ('application', 'CytoSAE Explorer');
 )SQL",
-};
-constexpr int kMigrationCount = int(sizeof(kMigrations) / sizeof(kMigrations[0]));
-
-// Later steps carry their own version number, so that steps written on parallel branches
-// merge without renumbering; they run in version order after kMigrations.
-struct NumberedMigration {
-    int version;
-    const char *sql;
-};
-const NumberedMigration kNumberedMigrations[] = {
-    // -> 3: smear fields and the cells detected in them.
-    {3, R"SQL(
+    // 1 -> 2: the annotation ledger (issue 6). Append-only tables refuse UPDATE and DELETE
+    // through triggers; every row carries a uid so that exports can be re-imported losslessly
+    // (and idempotently) into another project.
+    R"SQL(
+CREATE TABLE concept_group(
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL UNIQUE,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL);
+CREATE TABLE concept_group_version(
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL UNIQUE,
+    group_uid TEXT NOT NULL REFERENCES concept_group(uid),
+    version INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    latents TEXT NOT NULL,
+    author TEXT NOT NULL,
+    at TEXT NOT NULL,
+    vit_sha256 TEXT NOT NULL,
+    sae_sha256 TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    UNIQUE (group_uid, version));
+CREATE TABLE concept_label(
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL UNIQUE,
+    concept TEXT NOT NULL,
+    label TEXT NOT NULL,
+    controlled INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('proposed', 'validated', 'rejected', 'deprecated', 'retracted')),
+    author TEXT NOT NULL,
+    at TEXT NOT NULL,
+    evidence TEXT NOT NULL DEFAULT '[]',
+    note TEXT NOT NULL DEFAULT '',
+    vit_sha256 TEXT NOT NULL,
+    sae_sha256 TEXT NOT NULL);
+CREATE INDEX concept_label_concept ON concept_label(concept, id);
+CREATE TABLE concept_flag(
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL UNIQUE,
+    concept TEXT NOT NULL,
+    threshold REAL NOT NULL,
+    active INTEGER NOT NULL,
+    author TEXT NOT NULL,
+    at TEXT NOT NULL,
+    vit_sha256 TEXT NOT NULL,
+    sae_sha256 TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '');
+CREATE INDEX concept_flag_concept ON concept_flag(concept, id);
+CREATE TABLE concept_threshold(
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL UNIQUE,
+    concept TEXT NOT NULL,
+    threshold REAL NOT NULL,
+    target_precision REAL NOT NULL,
+    task_uid TEXT NOT NULL,
+    author TEXT NOT NULL,
+    at TEXT NOT NULL,
+    vit_sha256 TEXT NOT NULL,
+    sae_sha256 TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '');
+CREATE INDEX concept_threshold_concept ON concept_threshold(concept, id);
+CREATE TABLE annotation_task(
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('precision', 'agreement')),
+    concept TEXT NOT NULL,
+    bins INTEGER NOT NULL,
+    per_bin INTEGER NOT NULL,
+    negatives INTEGER NOT NULL,
+    threshold REAL NOT NULL,
+    seed INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    at TEXT NOT NULL,
+    vit_sha256 TEXT NOT NULL,
+    sae_sha256 TEXT NOT NULL);
+CREATE TABLE annotation_item(
+    task_uid TEXT NOT NULL REFERENCES annotation_task(uid),
+    position INTEGER NOT NULL,
+    image_id INTEGER NOT NULL REFERENCES image(id),
+    bin INTEGER NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (task_uid, position)) WITHOUT ROWID;
+CREATE TABLE annotation_answer(
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL UNIQUE,
+    task_uid TEXT NOT NULL REFERENCES annotation_task(uid),
+    position INTEGER NOT NULL,
+    annotator TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('rater', 'adjudicator')),
+    answer TEXT NOT NULL CHECK (answer IN ('hit', 'miss')),
+    at TEXT NOT NULL);
+CREATE INDEX annotation_answer_task ON annotation_answer(task_uid, position, annotator, id);
+CREATE TABLE review(
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL UNIQUE,
+    flag_uid TEXT NOT NULL REFERENCES concept_flag(uid),
+    image_id INTEGER NOT NULL REFERENCES image(id),
+    decision TEXT NOT NULL CHECK (decision IN ('confirmed', 'rejected')),
+    reviewer TEXT NOT NULL,
+    at TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '');
+CREATE INDEX review_flag_image ON review(flag_uid, image_id, id);
+CREATE TABLE review_signoff(
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL UNIQUE,
+    flag_uid TEXT NOT NULL REFERENCES concept_flag(uid),
+    patient_id INTEGER NOT NULL REFERENCES patient(id),
+    reviewer TEXT NOT NULL,
+    at TEXT NOT NULL,
+    candidates INTEGER NOT NULL,
+    confirmed INTEGER NOT NULL,
+    vit_sha256 TEXT NOT NULL,
+    sae_sha256 TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '');
+)SQL"
+    // One trigger pair per append-only table (generated below to keep them identical).
+    APPEND_ONLY("concept_group") APPEND_ONLY("concept_group_version") APPEND_ONLY("concept_label")
+    APPEND_ONLY("concept_flag") APPEND_ONLY("concept_threshold") APPEND_ONLY("annotation_task")
+    APPEND_ONLY("annotation_item") APPEND_ONLY("annotation_answer") APPEND_ONLY("review")
+    APPEND_ONLY("review_signoff"),
+    // 2 -> 3: smear fields and the cells detected in them (issue 8).
+    R"SQL(
 CREATE TABLE smear(
     id INTEGER PRIMARY KEY,
     path TEXT NOT NULL UNIQUE,
@@ -144,39 +261,15 @@ ALTER TABLE image ADD COLUMN box_w INTEGER;
 ALTER TABLE image ADD COLUMN box_h INTEGER;
 ALTER TABLE image ADD COLUMN detection_score REAL;
 CREATE INDEX image_smear ON image(smear_id);
-)SQL"},
+)SQL",
 };
-static_assert(kMigrationCount == 1, "new schema steps go to kNumberedMigrations");
+constexpr int kMigrationCount = int(sizeof(kMigrations) / sizeof(kMigrations[0]));
+#undef APPEND_ONLY
+static_assert(kMigrationCount == kSchemaVersion, "one migration per schema version");
 
 // Statistics thresholds (documented in docs/database.md).
 constexpr double kDenseFrequency = 0.5; // fires in more than half of the images
 constexpr double kHighMean = 0.1;       // the paper's noise filter: mean activation > 0.1
-
-std::string jsonIds(const std::vector<int64_t> &ids)
-{
-    std::string s = "[";
-    for (size_t i = 0; i < ids.size(); ++i)
-        s += (i ? "," : "") + std::to_string(ids[i]);
-    return s + "]";
-}
-
-std::vector<int64_t> parseIds(const std::string &s)
-{
-    // Digits separated by anything; a damaged entry is skipped, never thrown.
-    std::vector<int64_t> out;
-    const char *p = s.data(), *end = s.data() + s.size();
-    while (p < end) {
-        int64_t v = 0;
-        const auto [next, ec] = std::from_chars(p, end, v);
-        if (ec == std::errc() && next != p) {
-            out.push_back(v);
-            p = next;
-        } else {
-            ++p;
-        }
-    }
-    return out;
-}
 
 } // namespace
 
@@ -262,29 +355,21 @@ Status ProjectDb::migrate()
             return Error("the project file is damaged (" + (check ? *check : check.message()) +
                          "); it was not upgraded. Restore a backup or copy the file before repairing it");
     }
-    auto step = [&](int version, const char *sql) -> Status {
+    while (m_schemaVersion < kSchemaVersion) {
         if (Status s = m_db.begin(); !s)
             return s;
-        Status s = m_db.exec(sql);
+        Status s = m_db.exec(kMigrations[m_schemaVersion]);
         if (s)
-            s = m_db.exec("PRAGMA user_version = " + std::to_string(version));
+            s = m_db.exec("PRAGMA user_version = " + std::to_string(m_schemaVersion + 1));
         if (s)
             s = m_db.commit();
         if (!s) {
             m_db.rollback();
-            return Error("cannot upgrade the project database to schema " + std::to_string(version) + ": " +
-                         s.message());
+            return Error("cannot upgrade the project database to schema " + std::to_string(m_schemaVersion + 1) +
+                         ": " + s.message());
         }
-        m_schemaVersion = version;
-        return Status::success();
-    };
-    while (m_schemaVersion < kMigrationCount)
-        if (Status s = step(m_schemaVersion + 1, kMigrations[m_schemaVersion]); !s)
-            return s;
-    for (const NumberedMigration &m : kNumberedMigrations)
-        if (m_schemaVersion < m.version)
-            if (Status s = step(m.version, m.sql); !s)
-                return s;
+        ++m_schemaVersion;
+    }
     return Status::success();
 }
 
@@ -707,7 +792,7 @@ Status ProjectDb::computeStats(int64_t runId, const std::function<void(double)> 
             ins->bind(6, *s.labelEntropy);
         else
             ins->bindNull(6);
-        ins->bind(7, jsonIds(s.topImages)).bind(8, int(s.dead)).bind(9, int(s.dense)).bind(10, int(s.highMean));
+        ins->bind(7, formatIdList(s.topImages)).bind(8, int(s.dead)).bind(9, int(s.dense)).bind(10, int(s.highMean));
         if (Status st = ins->exec(); !st)
             return fail(st.error());
     }
@@ -888,7 +973,7 @@ Result<std::optional<ConceptStats>> ProjectDb::conceptStats(int64_t runId, int32
         s.meanActivation = q->columnDouble(2);
     if (!q->columnIsNull(3))
         s.labelEntropy = q->columnDouble(3);
-    s.topImages = parseIds(q->columnText(4));
+    s.topImages = parseIdList(q->columnText(4));
     s.dead = q->columnInt(5) != 0;
     s.dense = q->columnInt(6) != 0;
     s.highMean = q->columnInt(7) != 0;

@@ -47,6 +47,8 @@ public:
     std::vector<uint8_t> columnBlob(int col) const;
     const void *columnBlobData(int col, size_t &size) const;
     bool columnIsNull(int col) const;
+    enum class Type { Integer, Real, Text, Blob, Null };
+    Type columnType(int col) const;
     int columnCount() const;
     std::string columnName(int col) const;
 

@@ -1,4 +1,7 @@
 #include "app/MainWindow.h"
+#include "annotation/AnnotationController.h"
+#include "annotation/AuditView.h"
+#include "review/ReviewPanel.h"
 
 #include "app/SelectionModel.h"
 #include "cohort/CohortModel.h"
@@ -36,6 +39,7 @@
 #include <QTableWidget>
 #include <QThreadPool>
 #include <QToolButton>
+#include <QUndoStack>
 #include <QVBoxLayout>
 #include <QtConcurrent/QtConcurrent>
 
@@ -76,6 +80,7 @@ MainWindow::MainWindow(QWidget *parent) : QMainWindow(parent)
     setCentralWidget(m_cellViewer);
 
     buildDocks();
+    buildAnnotationDocks();
     buildMenus();
 
     m_statusText = new QLabel(this);
@@ -267,6 +272,7 @@ void MainWindow::buildMenus()
     add(file, tr("&Quit"), QKeySequence::Quit, &QWidget::close, "quitAction");
 
     QMenu *edit = menuBar()->addMenu(tr("&Edit"));
+    buildAnnotationMenus(edit, file);
     add(edit, tr("&Settings…"), QKeySequence(tr("Ctrl+,")), &MainWindow::editSettings, "settingsAction");
 
     QMenu *run = menuBar()->addMenu(tr("&Run"));
@@ -323,6 +329,7 @@ bool MainWindow::openProject(const QString &path)
     m_thumbnails->clearCache();
     m_scaleOf.clear();
     m_session = std::move(session);
+    m_undo->clear(); // undo steps belong to the project they were made in
     m_selection->clear();
     // Integrity check in the background: a large project opens at once and is still verified.
     m_checkWatcher.setFuture(QtConcurrent::run([path]() -> QString {
@@ -360,6 +367,9 @@ void MainWindow::reloadViews()
     m_cohortView->resizeColumnsToContents();
     m_concepts->setSession(m_session.get());
     m_patient->setSession(m_session.get());
+    m_annotations->setSession(m_session.get());
+    m_audit->setSession(m_session.get());
+    m_review->setSession(m_session.get());
     m_smear->setSession(m_session.get());
     m_galleryModel->setItems({});
     const auto cells = m_session->db().acceptedImageCount();
@@ -709,6 +719,8 @@ void MainWindow::applySettings()
     m_galleryModel->setOverlaysVisible(prefs.galleryOverlays);
     m_concepts->topCellsModel()->setOverlaysVisible(prefs.galleryOverlays);
     m_concepts->quantileCellsModel()->setOverlaysVisible(prefs.galleryOverlays);
+    m_annotations->setAnnotator(prefs.annotator);
+    m_review->setReviewer(prefs.annotator);
 }
 
 void MainWindow::showAbout()

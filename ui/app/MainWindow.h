@@ -16,7 +16,11 @@
 
 #include <memory>
 
+class AnnotationController;
+class AuditView;
 class CellViewerPanel;
+class ReviewPanel;
+class QUndoStack;
 class CohortModel;
 class ConceptBrowser;
 class GalleryModel;
@@ -55,6 +59,17 @@ public:
     CohortModel *cohortModel() const { return m_cohortModel; }
     SmearView *smearView() const { return m_smear; }
     QString lastMessage() const { return m_lastMessage; }
+    AnnotationController *annotations() const { return m_annotations; }
+    AuditView *auditView() const { return m_audit; }
+    ReviewPanel *reviewPanel() const { return m_review; }
+    QUndoStack *undoStack() const { return m_undo; }
+
+    // Seams for tests (the menu actions call these after their dialogs).
+    bool labelCurrentConcept(const QString &label, const QString &status, const QString &note = {});
+    bool flagCurrentConcept(double threshold);
+    QString createPrecisionTask(const QString &kind, int bins, int perBin, int negatives);
+    bool exportAnnotations(const QString &path);
+    bool importAnnotations(const QString &path);
 
 signals:
     void projectOpened(const QString &path);
@@ -66,6 +81,19 @@ protected:
 private:
     void buildDocks();
     void buildMenus();
+    // MainWindowAnnotations.cpp: labels, groups, flags, precision checks, review, audit.
+    void buildAnnotationDocks();
+    void buildAnnotationMenus(QMenu *edit, QMenu *file);
+    QString currentConceptKey() const;
+    void chooseLabel(const QString &status);
+    void chooseGroupFromSelection();
+    void chooseGroupAction(bool label);
+    void chooseFlag(const QString &conceptKey);
+    void chooseStartTask(const QString &kind);
+    void chooseOpenTask(bool adjudicate);
+    void chooseExportAnnotations();
+    void chooseImportAnnotations();
+    void onLabelChanged(const QString &conceptKey);
     void startTask(BackgroundTask *task);
     void onTaskProgress(const TaskProgress &p);
     void onTaskFinished(bool ok, const QString &message);
@@ -119,4 +147,8 @@ private:
     QHash<int, float> m_scaleOf;
     QVector<store::ImageConcept> m_cellConceptRows;
     QByteArray m_defaultState;
+    QUndoStack *m_undo = nullptr;
+    AnnotationController *m_annotations = nullptr;
+    AuditView *m_audit = nullptr;
+    ReviewPanel *m_review = nullptr;
 };

@@ -101,6 +101,95 @@ void ProjectSession::refresh()
         m_run = **run;
     else
         m_run.reset();
+    m_hashes = {};
+    if (m_run)
+        if (auto h = store::AnnotationDb(*m_db).hashesOfRun(m_run->id))
+            m_hashes = *h;
+}
+
+store::AnnotationDb *ProjectSession::ledger(QString *error)
+{
+    if (!m_writeLedger) {
+        auto db = store::ProjectDb::open(m_path.toStdString(), store::ProjectDb::OpenMode::Existing);
+        if (!db) {
+            if (error)
+                *error = QObject::tr("%1: cannot be written (%2)").arg(m_path, q(db.message()));
+            return nullptr;
+        }
+        m_writeDb = std::make_unique<store::ProjectDb>(std::move(db.value()));
+        m_writeLedger = std::make_unique<store::AnnotationDb>(*m_writeDb);
+    }
+    return m_writeLedger.get();
+}
+
+std::vector<int32_t> ProjectSession::latentsOf(const QString &conceptKey)
+{
+    auto l = readLedger().latentsOf(conceptKey.toStdString());
+    return l ? *l : std::vector<int32_t>();
+}
+
+QString ProjectSession::conceptTitle(const QString &conceptKey)
+{
+    store::AnnotationDb ann = readLedger();
+    QString title;
+    const auto ref = store::ConceptRef::parse(conceptKey.toStdString());
+    if (!ref)
+        return conceptKey;
+    if (ref->isGroup()) {
+        auto g = ann.group(ref->groupUid);
+        title = g && *g ? QObject::tr("group %1 (%2 latents)").arg(q((*g)->name)).arg((*g)->latents.size())
+                        : QObject::tr("group %1").arg(q(ref->groupUid));
+    } else {
+        title = QObject::tr("latent %1").arg(ref->latent);
+    }
+    if (auto labels = ann.currentLabels(m_hashes)) {
+        auto it = labels->find(conceptKey.toStdString());
+        if (it != labels->end())
+            title += QStringLiteral(" · ") + q(it->second.entry.label) +
+                     (it->second.stale ? QObject::tr(" (stale)") : QString());
+    }
+    return title;
+}
+
+PatchGrid ProjectSession::conceptGrid(qint64 imageId, const std::vector<int32_t> &latents)
+{
+    PatchGrid g;
+    if (!m_run)
+        return g;
+    auto t = m_db->tokensOfImage(m_run->id, imageId);
+    if (!t)
+        return g;
+    for (size_t i = 0; i < latents.size(); ++i) {
+        const PatchGrid one = gridOf(*t, latents[i]);
+        if (i == 0) {
+            g = one;
+            continue;
+        }
+        for (int p = 0; p < g.values.size() && p < one.values.size(); ++p)
+            g.values[p] = std::max(g.values[p], one.values[p]);
+    }
+    return g;
+}
+
+QVector<GalleryItem> ProjectSession::conceptItems(const QVector<QPair<qint64, double>> &cells,
+                                                  const std::vector<int32_t> &latents, float scaleMax,
+                                                  const QStringList &suffixes)
+{
+    QVector<GalleryItem> items;
+    for (int i = 0; i < cells.size(); ++i) {
+        GalleryItem it;
+        it.imageId = cells[i].first;
+        auto img = m_db->image(it.imageId);
+        it.path = img ? q(img->path) : QString();
+        it.caption = QString::number(cells[i].second, 'f', 3) + (i < suffixes.size() ? suffixes[i] : QString());
+        const PatchGrid g = conceptGrid(it.imageId, latents);
+        it.overlay = g.values;
+        it.gridW = g.gridW;
+        it.gridH = g.gridH;
+        it.scaleMax = scaleMax;
+        items.push_back(it);
+    }
+    return items;
 }
 
 QString ProjectSession::modelSummary()
@@ -219,7 +308,8 @@ QFuture<QVector<ConceptRow>> ProjectSession::loadConcepts() const
 {
     const QString path = m_path;
     const qint64 runId = m_run ? m_run->id : 0;
-    return QtConcurrent::run([path, runId]() {
+    const store::ModelHashes hashes = m_hashes;
+    return QtConcurrent::run([path, runId, hashes]() {
         QVector<ConceptRow> rows;
         auto db = openReadOnly(path);
         if (!db || !runId)
@@ -227,6 +317,14 @@ QFuture<QVector<ConceptRow>> ProjectSession::loadConcepts() const
         auto stats = db->allConceptStats(runId);
         if (!stats)
             return rows;
+        store::AnnotationDb ledger(*db);
+        auto labels = ledger.currentLabels(hashes);
+        auto flags = ledger.activeFlags(hashes);
+        std::unordered_map<int32_t, bool> flagged;
+        if (flags)
+            for (const auto &f : *flags)
+                if (auto ref = store::ConceptRef::parse(f.concept); ref && !ref->isGroup())
+                    flagged[ref->latent] = true;
         for (const auto &c : *stats) {
             ConceptRow r;
             r.latent = c.latent;
@@ -237,6 +335,15 @@ QFuture<QVector<ConceptRow>> ProjectSession::loadConcepts() const
             r.dead = c.dead;
             r.dense = c.dense;
             r.highMean = c.highMean;
+            if (labels) {
+                auto it = labels->find(store::ConceptRef::ofLatent(c.latent).key());
+                if (it != labels->end()) {
+                    r.label = q(it->second.entry.label);
+                    r.status = q(it->second.entry.status);
+                    r.stale = it->second.stale;
+                }
+            }
+            r.pathognomonic = flagged.count(c.latent) > 0;
             rows.push_back(r);
         }
         return rows;

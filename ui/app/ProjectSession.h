@@ -6,6 +6,7 @@
 // opens its own connection on a pool thread and delivers the result through a QFuture.
 
 #include "gallery/GalleryItem.h"
+#include "store/AnnotationDb.h"
 #include "store/ProjectDb.h"
 
 #include <QFuture>
@@ -27,6 +28,10 @@ struct ConceptRow {
     double meanActivation = 0; // NaN when it never fires
     double entropy = -1;       // -1 when unknown
     bool dead = false, dense = false, highMean = false;
+    QString label;  // the label in force (or a stale one), empty when unlabelled
+    QString status; // proposed, validated, rejected, deprecated; empty when unlabelled
+    bool stale = false;          // the label was made with other model files
+    bool pathognomonic = false;  // an active flag exists for the current models
 };
 
 struct CellInfo {
@@ -93,9 +98,28 @@ public:
     QFuture<QVector<GalleryItem>> loadQuantileCells(int latent, const store::CellFilter &filter, int bins, int perBin,
                                                     float scaleMax) const;
 
+    // ---- the annotation ledger ----
+    // Reads go through the read-only connection; writes through a read-write one opened on
+    // first use (nullptr and *error when the file cannot be written).
+    store::AnnotationDb *ledger(QString *error);
+    store::AnnotationDb readLedger() { return store::AnnotationDb(*m_db); }
+    // The ViT and SAE hashes of the current run: labels and flags are bound to them.
+    const store::ModelHashes &modelHashes() const { return m_hashes; }
+    // "latent 12 · Auer rod" or "group Granules (3 latents) · fine granules".
+    QString conceptTitle(const QString &conceptKey);
+    std::vector<int32_t> latentsOf(const QString &conceptKey);
+    // The concept's patch grid on a cell: for a group, the strongest member per patch.
+    PatchGrid conceptGrid(qint64 imageId, const std::vector<int32_t> &latents);
+    // Gallery items for cells with a value each (caption: value and an optional suffix).
+    QVector<GalleryItem> conceptItems(const QVector<QPair<qint64, double>> &cells, const std::vector<int32_t> &latents,
+                                      float scaleMax, const QStringList &suffixes = {});
+
 private:
     QString m_path;
     std::unique_ptr<store::ProjectDb> m_db;
+    std::unique_ptr<store::ProjectDb> m_writeDb;
+    std::unique_ptr<store::AnnotationDb> m_writeLedger;
+    store::ModelHashes m_hashes;
     std::optional<store::RunRecord> m_run;
     QVector<store::PatientRecord> m_patients;
 };

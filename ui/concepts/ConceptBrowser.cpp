@@ -45,7 +45,7 @@ ConceptBrowser::ConceptBrowser(SelectionModel *selection, ThumbnailLoader *loade
     m_table->setSortingEnabled(true);
     m_table->sortByColumn(ConceptTableModel::Frequency, Qt::DescendingOrder);
     m_table->setSelectionBehavior(QAbstractItemView::SelectRows);
-    m_table->setSelectionMode(QAbstractItemView::SingleSelection);
+    m_table->setSelectionMode(QAbstractItemView::ExtendedSelection);
     m_table->verticalHeader()->hide();
     m_table->verticalHeader()->setDefaultSectionSize(22);
     m_table->horizontalHeader()->setStretchLastSection(true);
@@ -247,4 +247,13 @@ void ConceptBrowser::drawHistogram(const ConceptDistribution &d)
     m_histogram->xAxis->setRange(0, maxV * 1.05);
     m_histogram->yAxis->setRange(0, *std::max_element(y.begin(), y.end()) * 1.1);
     m_histogram->replot();
+}
+
+QVector<int> ConceptBrowser::selectedLatents() const
+{
+    QVector<int> out;
+    for (const QModelIndex &idx : m_table->selectionModel()->selectedRows())
+        out << m_filter->data(idx, ConceptTableModel::LatentRole).toInt();
+    std::sort(out.begin(), out.end());
+    return out;
 }

@@ -32,6 +32,9 @@ public:
     ConceptFilterModel *filterModel() const { return m_filter; }
     GalleryModel *topCellsModel() const { return m_topModel; }
     GalleryModel *quantileCellsModel() const { return m_quantileModel; }
+    // Latents of the selected rows (several with Shift/Ctrl-click: for concept groups).
+    QVector<int> selectedLatents() const;
+    QTableView *table() const { return m_table; }
 
 signals:
     void conceptsLoaded(int count);

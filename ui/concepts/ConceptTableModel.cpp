@@ -1,5 +1,7 @@
 #include "concepts/ConceptTableModel.h"
 
+#include <QColor>
+
 #include <cmath>
 
 void ConceptTableModel::setRows(QVector<ConceptRow> rows)
@@ -17,6 +19,26 @@ int ConceptTableModel::rowOfLatent(int latent) const
     return it != m_rows.end() && it->latent == latent ? int(it - m_rows.begin()) : -1;
 }
 
+void ConceptTableModel::setLabel(int latent, const QString &label, const QString &status, bool stale)
+{
+    const int row = rowOfLatent(latent);
+    if (row < 0)
+        return;
+    m_rows[row].label = label;
+    m_rows[row].status = status;
+    m_rows[row].stale = stale;
+    emit dataChanged(index(row, Label), index(row, Status));
+}
+
+void ConceptTableModel::setPathognomonic(int latent, bool on)
+{
+    const int row = rowOfLatent(latent);
+    if (row < 0)
+        return;
+    m_rows[row].pathognomonic = on;
+    emit dataChanged(index(row, Flags), index(row, Flags));
+}
+
 int ConceptTableModel::rowCount(const QModelIndex &parent) const { return parent.isValid() ? 0 : int(m_rows.size()); }
 int ConceptTableModel::columnCount(const QModelIndex &parent) const { return parent.isValid() ? 0 : ColumnCount; }
 
@@ -31,6 +53,11 @@ QVariant ConceptTableModel::data(const QModelIndex &index, int role) const
         return index.column() == Label || index.column() == Status || index.column() == Flags
                    ? QVariant(Qt::AlignLeft | Qt::AlignVCenter)
                    : QVariant(Qt::AlignRight | Qt::AlignVCenter);
+    if (role == Qt::ToolTipRole && index.column() == Status && r.stale)
+        return tr("This label was made with other model files (ViT or SAE). It is shown for reference and is not "
+                  "applied: validate or relabel it for the current models.");
+    if (role == Qt::ForegroundRole && index.column() == Status && r.stale)
+        return QColor(Qt::darkYellow);
     if (role == Qt::ToolTipRole && index.column() == Flags)
         return tr("dead: never fires · dense: fires in more than half of the cells · high mean: mean activation > 0.1 "
                   "(hidden as always-on in the paper's demo)");
@@ -39,8 +66,14 @@ QVariant ConceptTableModel::data(const QModelIndex &index, int role) const
     const bool sort = role == SortRole;
     switch (index.column()) {
     case Latent: return r.latent;
-    case Label: return sort ? QVariant(QString()) : QVariant(QStringLiteral("—"));
-    case Status: return sort ? QVariant(QString()) : QVariant(tr("unlabelled"));
+    case Label:
+        if (r.label.isEmpty())
+            return sort ? QVariant(QString()) : QVariant(QStringLiteral("—"));
+        return r.label;
+    case Status:
+        if (r.status.isEmpty())
+            return sort ? QVariant(QString()) : QVariant(tr("unlabelled"));
+        return r.stale ? tr("%1 · stale").arg(r.status) : r.status;
     case Frequency: return sort ? QVariant(r.frequency) : QVariant(QString::number(r.frequency * 100.0, 'f', 1) + " %");
     case MeanActivation:
         if (std::isnan(r.meanActivation))
@@ -58,6 +91,8 @@ QVariant ConceptTableModel::data(const QModelIndex &index, int role) const
             f << tr("dense");
         if (r.highMean)
             f << tr("high mean");
+        if (r.pathognomonic)
+            f << tr("pathognomonic");
         return f.join(QStringLiteral(", "));
     }
     }
@@ -120,6 +155,7 @@ bool ConceptFilterModel::filterAcceptsRow(int sourceRow, const QModelIndex &) co
     return model->data(model->index(sourceRow, ConceptTableModel::Label), Qt::DisplayRole)
                .toString()
                .contains(m_search, Qt::CaseInsensitive) ||
+           r.status.contains(m_search, Qt::CaseInsensitive) ||
            model->data(model->index(sourceRow, ConceptTableModel::Flags), Qt::DisplayRole)
                .toString()
                .contains(m_search, Qt::CaseInsensitive);

@@ -19,6 +19,9 @@ public:
     void setRows(QVector<ConceptRow> rows);
     const QVector<ConceptRow> &rows() const { return m_rows; }
     int rowOfLatent(int latent) const;
+    // After a ledger change: one row's label columns.
+    void setLabel(int latent, const QString &label, const QString &status, bool stale);
+    void setPathognomonic(int latent, bool on);
 
     int rowCount(const QModelIndex &parent = {}) const override;
     int columnCount(const QModelIndex &parent = {}) const override;

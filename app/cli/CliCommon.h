@@ -1,0 +1,23 @@
+#pragma once
+
+// Helpers the project subcommands share: usage errors, --help, opening a project and picking
+// its run. Each prints its own message.
+
+#include "CliArgs.h"
+#include "store/ProjectDb.h"
+
+#include <optional>
+#include <string>
+
+namespace cytosae::cli {
+
+int usageError(const char *cmd, const std::string &msg, const char *help);
+// Parses options from argv[2]; false when the caller should return exitCode (error or --help).
+bool parseOrHelp(CliArgs &args, int argc, char **argv, const char *cmd, const char *help, int &exitCode);
+Result<store::ProjectDb> openProject(const std::string &path, store::ProjectDb::OpenMode mode);
+// --run ID or the project's newest finished run.
+Result<store::RunRecord> pickRun(store::ProjectDb &db, CliArgs &args);
+bool openProjectRun(const std::string &path, store::ProjectDb::OpenMode mode, CliArgs &args,
+                    std::optional<store::ProjectDb> &db, store::RunRecord &run);
+
+} // namespace cytosae::cli
