@@ -9,7 +9,6 @@
 // positions, white-cell boxes) and any rectangle of it can then be rendered on its own, so a
 // 20,000 x 20,000 field is written strip by strip without ever existing in memory.
 
-#include "common/Result.h"
 #include "demo/SyntheticCells.h"
 
 #include <cstdint>

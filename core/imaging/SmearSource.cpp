@@ -60,7 +60,10 @@ public:
     static Result<std::unique_ptr<SmearSource>> open(const std::string &path, const SmearLimits &limits)
     {
         auto src = std::unique_ptr<TiffSource>(new TiffSource);
-        src->m_tif = openTiff(path, "r", src->m_errors.get());
+        // "m": no memory mapping. A mapped 600 MB file would count in the resident set page by
+        // page as it is read (clean page cache, but the number users watch); read() keeps the
+        // process at the band it holds.
+        src->m_tif = openTiff(path, "rm", src->m_errors.get());
         if (!src->m_tif)
             return Error("cannot read it as TIFF (" + (src->m_errors->empty() ? "open failed" : *src->m_errors) + ")");
         uint32_t w = 0, h = 0;
