@@ -207,7 +207,7 @@ Status writeTiffByStrips(const std::string &path, int width, int height,
     return Status::success();
 }
 
-Result<RgbImage> readSmearPreview(SmearSource &source, int maxSide)
+Result<RgbImage> readSmearPreview(SmearSource &source, int maxSide, const std::atomic<bool> *cancel)
 {
     const int w = source.width(), h = source.height();
     const double scale = std::min(1.0, double(std::max(1, maxSide)) / std::max(w, h));
@@ -221,6 +221,8 @@ Result<RgbImage> readSmearPreview(SmearSource &source, int maxSide)
     std::vector<uint8_t> buf;
     try {
         for (int oy = 0; oy < out.height; oy += band) {
+            if (cancel && cancel->load())
+                return Error("cancelled");
             const int on = std::min(band, out.height - oy);
             const int sy0 = int(std::floor(oy / scale)), sy1 = std::min(h, int(std::ceil((oy + on) / scale)));
             buf.resize(size_t(w) * size_t(sy1 - sy0) * 3);

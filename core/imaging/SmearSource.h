@@ -14,6 +14,7 @@
 #include "common/Result.h"
 #include "imaging/ImageDecoder.h"
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -49,8 +50,9 @@ protected:
 Status writeTiffByStrips(const std::string &path, int width, int height,
                          const std::function<void(int y0, int rows, uint8_t *out)> &fill, bool compress = true);
 
-// A downscaled copy of the whole field (longest side <= maxSide), read band by band.
-Result<RgbImage> readSmearPreview(SmearSource &source, int maxSide);
+// A downscaled copy of the whole field (longest side <= maxSide), read band by band; stops
+// with an error when *cancel becomes true.
+Result<RgbImage> readSmearPreview(SmearSource &source, int maxSide, const std::atomic<bool> *cancel = nullptr);
 
 // PNG bytes of an RGB image (for cell crops); empty on failure.
 std::vector<uint8_t> encodePng(const RgbImage &image);

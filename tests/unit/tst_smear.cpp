@@ -252,6 +252,10 @@ private slots:
         QVERIFY(preview);
         QCOMPARE(preview->width, 500);
         QCOMPARE(preview->height, int(std::lround(1700 * 500.0 / 2300)));
+        const std::atomic<bool> cancelled{true};
+        auto stopped = imaging::readSmearPreview(**source, 500, &cancelled);
+        QVERIFY(!stopped);
+        QCOMPARE(stopped.message(), std::string("cancelled"));
     }
 
     void badFilesGetClearMessages()

@@ -146,6 +146,8 @@ SmearView::SmearView(SelectionModel *selection, QWidget *parent)
 
 SmearView::~SmearView()
 {
+    if (m_previewCancel)
+        *m_previewCancel = true; // a 20,000 px field takes seconds to preview: do not wait for it
     m_watchers->preview.waitForFinished();
     m_watchers->activations.waitForFinished();
     delete m_watchers;
@@ -159,6 +161,8 @@ int SmearView::smearCount() const
 void SmearView::setSession(ProjectSession *session)
 {
     m_session = session;
+    if (m_previewCancel)
+        *m_previewCancel = true;
     m_smears->clear();
     m_scene->clear();
     m_pixmap = nullptr;
@@ -236,12 +240,15 @@ bool SmearView::showSmear(qint64 smearId)
 
 void SmearView::loadPreview(const QString &path, int, int)
 {
+    if (m_previewCancel)
+        *m_previewCancel = true; // superseded
+    m_previewCancel = std::make_shared<std::atomic<bool>>(false);
     m_watchers->preview.setProperty("generation", m_generation);
-    m_watchers->preview.setFuture(QtConcurrent::run([path]() {
+    m_watchers->preview.setFuture(QtConcurrent::run([path, cancel = m_previewCancel]() {
         auto source = cytosae::imaging::SmearSource::open(path.toStdString());
         if (!source)
             return QImage();
-        auto preview = cytosae::imaging::readSmearPreview(**source, kPreviewMaxSide);
+        auto preview = cytosae::imaging::readSmearPreview(**source, kPreviewMaxSide, cancel.get());
         if (!preview)
             return QImage();
         QImage image(preview->pixels.data(), preview->width, preview->height, preview->width * 3, QImage::Format_RGB888);

@@ -13,6 +13,9 @@
 #include <QHash>
 #include <QWidget>
 
+#include <atomic>
+#include <memory>
+
 class ProjectSession;
 class QComboBox;
 class QGraphicsPixmapItem;
@@ -69,4 +72,5 @@ private:
     bool m_previewLoaded = false;
     int m_generation = 0; // drops results of requests that were superseded
     Watchers *m_watchers;
+    std::shared_ptr<std::atomic<bool>> m_previewCancel; // of the preview being read
 };
