@@ -897,7 +897,8 @@ Result<std::vector<float>> ProjectDb::clsOfImage(int64_t runId, int64_t imageId)
 }
 
 Result<std::vector<FingerprintEntry>> ProjectDb::patientFingerprint(int64_t runId, int64_t patientId,
-                                                                   int64_t *cellCount)
+                                                                   int64_t *cellCount,
+                                                                   const std::unordered_map<int32_t, float> &thresholds)
 {
     auto q = m_db.prepare("SELECT a.concepts FROM image i JOIN activation a ON a.image_id = i.id AND a.run_id = ? "
                           "WHERE i.patient_id = ?");
@@ -913,9 +914,11 @@ Result<std::vector<FingerprintEntry>> ProjectDb::patientFingerprint(int64_t runI
         if (!concepts)
             return concepts.error();
         ++cells;
-        for (const ImageConcept &c : *concepts)
-            if (c.patchesAbove > 0)
+        for (const ImageConcept &c : *concepts) {
+            auto t = thresholds.find(c.latent);
+            if (t == thresholds.end() ? c.patchesAbove > 0 : c.maxPatch > t->second)
                 ++counts[c.latent];
+        }
     }
     if (Status s = q->status(); !s)
         return s.error();

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -168,8 +169,10 @@ public:
     Result<TokenTopK> tokensOfImage(int64_t runId, int64_t imageId);
     Result<std::vector<TokenLatent>> conceptsOfToken(int64_t runId, int64_t imageId, int token);
     Result<std::vector<float>> clsOfImage(int64_t runId, int64_t imageId);
-    // Fraction of the patient's cells in which each latent is active (a patch above threshold).
-    Result<std::vector<FingerprintEntry>> patientFingerprint(int64_t runId, int64_t patientId, int64_t *cellCount);
+    // Fraction of the patient's cells in which each latent is active (a patch above the run's
+    // threshold, or above the latent's own validated threshold when `thresholds` has one).
+    Result<std::vector<FingerprintEntry>> patientFingerprint(int64_t runId, int64_t patientId, int64_t *cellCount,
+                                                             const std::unordered_map<int32_t, float> &thresholds = {});
     Result<std::optional<ConceptStats>> conceptStats(int64_t runId, int32_t latent);
     Result<ImageRecord> image(int64_t imageId);
     Result<float> reconError(int64_t runId, int64_t imageId);

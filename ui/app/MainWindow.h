@@ -85,6 +85,7 @@ private:
     QString currentConceptKey() const;
     void chooseLabel(const QString &status);
     void chooseGroupFromSelection();
+    void chooseAddToGroup();
     void chooseGroupAction(bool label);
     void chooseFlag(const QString &conceptKey);
     void chooseStartTask(const QString &kind);
