@@ -16,14 +16,18 @@ install(FILES ${PROJECT_SOURCE_DIR}/models/demo/demo_vit.pth ${PROJECT_SOURCE_DI
               ${PROJECT_SOURCE_DIR}/models/demo/model_card.json
         DESTINATION ${CMAKE_INSTALL_DATADIR}/cytosae/models/demo)
 
-# Man page, compressed as Debian wants it (gzip -9n: no name or time stamp, reproducible).
-set(_man ${CMAKE_CURRENT_BINARY_DIR}/cytosae.1.gz)
-set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_pkg}/cytosae.1)
-execute_process(COMMAND gzip -9n -c ${_pkg}/cytosae.1 OUTPUT_FILE ${_man} RESULT_VARIABLE _gz)
-if(NOT _gz EQUAL 0)
-    message(FATAL_ERROR "gzip of the man page failed")
-endif()
-install(FILES ${_man} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+# Man pages, compressed as Debian wants them (gzip -9n: no name or time stamp, reproducible).
+foreach(_page cytosae cytosae-explorer)
+    set(_man ${CMAKE_CURRENT_BINARY_DIR}/${_page}.1.gz)
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_pkg}/${_page}.1)
+    execute_process(COMMAND gzip -9n -c ${_pkg}/${_page}.1 OUTPUT_FILE ${_man} RESULT_VARIABLE _gz)
+    if(NOT _gz EQUAL 0)
+        message(FATAL_ERROR "gzip of the man page ${_page}.1 failed")
+    endif()
+    if(_page STREQUAL "cytosae" OR CYTOSAE_BUILD_GUI)
+        install(FILES ${_man} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+    endif()
+endforeach()
 
 # Desktop integration: launcher, icon, and the project file type (*.cyto) opened by the explorer.
 if(CYTOSAE_BUILD_GUI)

@@ -34,7 +34,7 @@ array=$(sbatch --parsable --array=1-"$SHARDS" --export="$vars" ${SBATCH_SHARD_OP
     "$here/cytosae-shards.sbatch")
 array=${array%%;*} # "jobid;cluster" on multi-cluster sites
 # shellcheck disable=SC2086
-merge=$(sbatch --parsable --dependency=afterok:"$array" --export="$vars" ${SBATCH_MERGE_OPTIONS:-} \
+merge=$(sbatch --parsable --dependency=afterok:"$array" --kill-on-invalid-dep=yes --export="$vars" ${SBATCH_MERGE_OPTIONS:-} \
     "$here/cytosae-merge.sbatch")
 echo "submitted shards as job array $array (1-$SHARDS) and the merge as job ${merge%%;*}"
 echo "shard databases: $SHARD_DIR; watch with: squeue -j $array,${merge%%;*}"
