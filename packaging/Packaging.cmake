@@ -10,6 +10,7 @@ set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 
 set(_pkg ${CMAKE_CURRENT_LIST_DIR})
 set(_res ${PROJECT_SOURCE_DIR}/resources)
+set(_doc ${CMAKE_INSTALL_DATADIR}/doc/cytosae-explorer) # Debian: /usr/share/doc/<package>
 
 # The demo model, found by `cytosae demo` next to the installed binary (../share/cytosae/models/demo).
 install(FILES ${PROJECT_SOURCE_DIR}/models/demo/demo_vit.pth ${PROJECT_SOURCE_DIR}/models/demo/demo_sae.pt
@@ -40,13 +41,13 @@ if(CYTOSAE_BUILD_GUI)
 endif()
 
 # Documentation and the cluster scripts (as examples to copy).
-install(FILES ${_pkg}/copyright DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(FILES ${_pkg}/copyright DESTINATION ${_doc})
 install(FILES ${PROJECT_SOURCE_DIR}/docs/database.md ${PROJECT_SOURCE_DIR}/docs/install-cluster-gpu.md
-        DESTINATION ${CMAKE_INSTALL_DOCDIR})
+        DESTINATION ${_doc})
 install(PROGRAMS ${_pkg}/slurm/cytosae-shards.sbatch ${_pkg}/slurm/cytosae-merge.sbatch
                  ${_pkg}/slurm/submit-sharded-run.sh
-        DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples/slurm)
-install(FILES ${_pkg}/slurm/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples/slurm)
+        DESTINATION ${_doc}/examples/slurm)
+install(FILES ${_pkg}/slurm/README.md DESTINATION ${_doc}/examples/slurm)
 
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME cytosae-explorer)

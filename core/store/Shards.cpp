@@ -81,7 +81,10 @@ Result<std::string> metaValue(Database &db, const std::string &key)
     return std::string();
 }
 
-std::string shortHash(const std::string &sha) { return sha.substr(0, 12) + "…"; }
+std::string shortHash(const std::string &sha)
+{
+    return sha.substr(0, 12) + "…";
+}
 
 // Copies every row `select` yields (columns in `columns` order) into `table` of `to`,
 // skipping rows whose key is already there.
@@ -179,10 +182,9 @@ Result<int64_t> prepareShard(const std::string &projectPath, const std::string &
     auto meta = to.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)");
     if (!meta)
         return fail(meta.error());
-    const std::pair<std::string, std::string> entries[] = {
-        {"shard", toString(spec)},
-        {"shard_project", fs::absolute(projectPath, ec).string()},
-        {"shard_images", std::to_string(*count)}};
+    const std::pair<std::string, std::string> entries[] = {{"shard", toString(spec)},
+                                                           {"shard_project", fs::absolute(projectPath, ec).string()},
+                                                           {"shard_images", std::to_string(*count)}};
     for (const auto &[k, v] : entries) {
         meta->reset();
         meta->bind(1, k).bind(2, v);
@@ -231,9 +233,9 @@ std::optional<ShardInfo> inspectShard(const std::string &path,
     auto runs = db->count("SELECT count(*) FROM run");
     if (!runs || *runs != 1) {
         problems.push_back(path + " (shard " + *meta + "): " +
-                           (!runs ? runs.message()
-                                  : *runs == 0 ? std::string("has no run yet; run the shard first")
-                                               : std::to_string(*runs) + " runs, expected one"));
+                           (!runs        ? runs.message()
+                            : *runs == 0 ? std::string("has no run yet; run the shard first")
+                                         : std::to_string(*runs) + " runs, expected one"));
         return std::nullopt;
     }
     auto latest = db->latestRun();
@@ -308,7 +310,8 @@ Status copyResults(Database &project, const ShardInfo &shard, int64_t runId)
     if (!actColumns || !conceptColumns || !errorColumns)
         return Error(shard.path + ": cannot read its tables");
 
-    auto selAct = from.prepare("SELECT id, " + joined(*actColumns) + " FROM activation WHERE run_id = ? ORDER BY image_id");
+    auto selAct =
+        from.prepare("SELECT id, " + joined(*actColumns) + " FROM activation WHERE run_id = ? ORDER BY image_id");
     auto insAct = project.prepare("INSERT INTO activation(run_id, " + joined(*actColumns) + ") VALUES (?1, " +
                                   placeholders(actColumns->size(), 2) + ")");
     auto selTok = from.prepare("SELECT tokens FROM activation_tokens WHERE activation_id = ?");
@@ -381,7 +384,8 @@ Result<MergeReport> mergeShards(const std::string &projectPath, const std::vecto
     std::unordered_map<int64_t, std::pair<std::string, std::string>> images;
     std::vector<int64_t> imageIds;
     {
-        auto q = project->db().prepare("SELECT id, path, coalesce(sha256, '') FROM image WHERE qc_status = 'ok' ORDER BY id");
+        auto q = project->db().prepare(
+            "SELECT id, path, coalesce(sha256, '') FROM image WHERE qc_status = 'ok' ORDER BY id");
         if (!q)
             return q.error().withContext(projectPath);
         while (q->step()) {
@@ -412,13 +416,13 @@ Result<MergeReport> mergeShards(const std::string &projectPath, const std::vecto
         if (&s == &first)
             continue;
         if (s.vit.sha256 != first.vit.sha256)
-            problems.push_back(s.path + ": ViT sha256 " + shortHash(s.vit.sha256) + " (" + s.vit.path + ") differs from " +
-                               first.path + "'s " + shortHash(first.vit.sha256) + " (" + first.vit.path +
-                               "): the shards were run with different ViT files");
+            problems.push_back(s.path + ": ViT sha256 " + shortHash(s.vit.sha256) + " (" + s.vit.path +
+                               ") differs from " + first.path + "'s " + shortHash(first.vit.sha256) + " (" +
+                               first.vit.path + "): the shards were run with different ViT files");
         if (s.sae.sha256 != first.sae.sha256)
-            problems.push_back(s.path + ": SAE sha256 " + shortHash(s.sae.sha256) + " (" + s.sae.path + ") differs from " +
-                               first.path + "'s " + shortHash(first.sae.sha256) + " (" + first.sae.path +
-                               "): the shards were run with different SAE files");
+            problems.push_back(s.path + ": SAE sha256 " + shortHash(s.sae.sha256) + " (" + s.sae.path +
+                               ") differs from " + first.path + "'s " + shortHash(first.sae.sha256) + " (" +
+                               first.sae.path + "): the shards were run with different SAE files");
         if (s.run.topK != first.run.topK || std::abs(s.run.patchThreshold - first.run.patchThreshold) > 1e-9)
             problems.push_back(s.path + ": run settings top-k " + std::to_string(s.run.topK) + ", threshold " +
                                std::to_string(s.run.patchThreshold) + " differ from " + first.path + "'s top-k " +
@@ -469,7 +473,10 @@ Result<MergeReport> mergeShards(const std::string &projectPath, const std::vecto
             "abs(r.patch_threshold - ?) < 1e-9");
         if (!q)
             return q.error().withContext(projectPath);
-        q->bind(1, first.vit.sha256).bind(2, first.sae.sha256).bind(3, first.run.topK).bind(4, first.run.patchThreshold);
+        q->bind(1, first.vit.sha256)
+            .bind(2, first.sae.sha256)
+            .bind(3, first.run.topK)
+            .bind(4, first.run.patchThreshold);
         while (q->step())
             if (q->columnInt(1) > 0)
                 problems.push_back(projectPath + ": run " + std::to_string(q->columnInt(0)) + " already holds " +
@@ -478,8 +485,8 @@ Result<MergeReport> mergeShards(const std::string &projectPath, const std::vecto
     }
 
     if (!problems.empty()) {
-        std::string msg = "cannot merge into " + projectPath + " (nothing was written): " +
-                          std::to_string(problems.size()) + " problem(s):";
+        std::string msg = "cannot merge into " + projectPath +
+                          " (nothing was written): " + std::to_string(problems.size()) + " problem(s):";
         for (const auto &p : problems)
             msg += "\n  - " + p;
         return Error(msg);
@@ -508,8 +515,8 @@ Result<MergeReport> mergeShards(const std::string &projectPath, const std::vecto
     auto saeId = project->upsertModel("sae", first.sae.sha256, first.sae.path, first.sae.configJson);
     if (!vitId || !saeId)
         return fail(!vitId ? vitId.error() : saeId.error());
-    auto runId = project->createRun(*vitId, *saeId, first.run.topK, first.run.patchThreshold, first.run.dSae,
-                                    report.device);
+    auto runId =
+        project->createRun(*vitId, *saeId, first.run.topK, first.run.patchThreshold, first.run.dSae, report.device);
     if (!runId)
         return fail(runId.error());
     report.runId = *runId;

@@ -35,11 +35,11 @@ std::string toString(const ShardSpec &spec);
 Result<int64_t> prepareShard(const std::string &projectPath, const std::string &shardPath, const ShardSpec &spec);
 
 struct MergeReport {
-    int64_t runId = 0;     // the project's new run holding the merged results
+    int64_t runId = 0; // the project's new run holding the merged results
     int shards = 0;
-    int64_t images = 0;    // images with results
-    int64_t failed = 0;    // images the shards recorded as failed (run_error)
-    std::string device;    // what the shards ran on
+    int64_t images = 0; // images with results
+    int64_t failed = 0; // images the shards recorded as failed (run_error)
+    std::string device; // what the shards ran on
 };
 
 // Merges finished shard databases into the project as one new run, in one transaction.

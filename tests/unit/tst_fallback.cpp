@@ -223,8 +223,8 @@ private slots:
         std::vector<std::string> told;
         o.notice = [&](const std::string &n) { told.push_back(n); };
         std::vector<std::string> details;
-        auto report = pipeline::runProject(project.toStdString(), o,
-                                           [&](const ProgressInfo &p) { details.push_back(p.detail); });
+        auto report =
+            pipeline::runProject(project.toStdString(), o, [&](const ProgressInfo &p) { details.push_back(p.detail); });
         QVERIFY2(report.ok(), report.message().c_str());
         QCOMPARE(report->processed, int64_t(3));
         QCOMPARE(report->failed, int64_t(0));

@@ -140,7 +140,7 @@ private slots:
             m_shards << path(QStringLiteral("shard%1.cyto").arg(i));
             procs.push_back(std::make_unique<QProcess>());
             procs.back()->start(kCli, runArgs(m_sharded) + QStringList{"--shard", QStringLiteral("%1/3").arg(i),
-                                                                        "--shard-db", m_shards.back()});
+                                                                       "--shard-db", m_shards.back()});
         }
         for (auto &p : procs) {
             QVERIFY(p->waitForFinished(300000));
@@ -256,7 +256,10 @@ private slots:
         QCOMPARE(*b.db().queryText("PRAGMA integrity_check"), std::string("ok"));
     }
 
-    void refusesMissingShards() { refused({m_shards[0], m_shards[1]}, {"3/3 not given", "have no results in any shard"}); }
+    void refusesMissingShards()
+    {
+        refused({m_shards[0], m_shards[1]}, {"3/3 not given", "have no results in any shard"});
+    }
 
     void refusesDuplicateShards()
     {
