@@ -296,7 +296,8 @@ int mergeCommand(int argc, char **argv)
     if (args.positional().size() < 2)
         return usageError("merge", "expected PROJECT and at least one SHARD", kMergeHelp);
     const std::vector<std::string> shards(args.positional().begin() + 1, args.positional().end());
-    auto report = store::mergeShards(args.positional()[0], shards, !args.has("--no-stats"));
+    auto report = store::mergeShards(args.positional()[0], shards, !args.has("--no-stats"), stderrProgress());
+    finishProgress();
     if (!report) {
         std::fprintf(stderr, "error: %s\n", report.message().c_str());
         return 1;

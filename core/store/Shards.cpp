@@ -298,7 +298,7 @@ std::optional<ShardInfo> inspectShard(const std::string &path,
 }
 
 // Copies one shard's results into the project's run `runId` (inside the caller's transaction).
-Status copyResults(Database &project, const ShardInfo &shard, int64_t runId)
+Status copyResults(Database &project, const ShardInfo &shard, int64_t runId, ProgressMeter &meter, int64_t &copied)
 {
     auto opened = ProjectDb::open(shard.path, ProjectDb::OpenMode::ReadOnly);
     if (!opened)
@@ -331,6 +331,8 @@ Status copyResults(Database &project, const ShardInfo &shard, int64_t runId)
             return Error(shard.path + ": activation of image " + std::to_string(selAct->columnInt(1)) + ": " +
                          s.message());
         const int64_t newId = project.lastInsertId();
+        if (++copied % 256 == 0)
+            meter.report(copied);
         for (auto [sel, ins] : {std::pair{&*selTok, &*insTok}, std::pair{&*selCls, &*insCls}}) {
             sel->reset();
             sel->bind(1, oldId);
@@ -372,7 +374,7 @@ Status copyResults(Database &project, const ShardInfo &shard, int64_t runId)
 } // namespace
 
 Result<MergeReport> mergeShards(const std::string &projectPath, const std::vector<std::string> &shardPaths,
-                                bool computeStats)
+                                bool computeStats, const ProgressCallback &progress)
 {
     if (shardPaths.empty())
         return Error("no shard databases given");
@@ -520,9 +522,12 @@ Result<MergeReport> mergeShards(const std::string &projectPath, const std::vecto
     if (!runId)
         return fail(runId.error());
     report.runId = *runId;
+    ProgressMeter meter("merge", report.images, progress);
+    int64_t copied = 0;
     for (const ShardInfo &s : shards)
-        if (Status st = copyResults(db, s, report.runId); !st)
+        if (Status st = copyResults(db, s, report.runId, meter, copied); !st)
             return fail(st.error());
+    meter.report(copied);
     auto upd = db.prepare("UPDATE run SET images_done = ?, status = 'done', finished_at = "
                           "strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = ?");
     if (!upd)

@@ -8,6 +8,7 @@
 //
 // Threads: each function opens its own connections; call from one thread (not the GUI's).
 
+#include "common/Progress.h"
 #include "common/Result.h"
 
 #include <cstdint>
@@ -48,8 +49,9 @@ struct MergeReport {
 // settings (top-k, threshold), shards are of different N or one is given twice, an image
 // is in two shards or in none, a shard's image differs from the project's (another
 // project), or the project already has results for these models and settings. Then
-// recomputes the concept statistics of the new run when computeStats is set.
+// recomputes the concept statistics of the new run when computeStats is set. Progress
+// ("merge", images copied) is reported on the calling thread.
 Result<MergeReport> mergeShards(const std::string &projectPath, const std::vector<std::string> &shardPaths,
-                                bool computeStats = true);
+                                bool computeStats = true, const ProgressCallback &progress = {});
 
 } // namespace cytosae::store
