@@ -181,8 +181,11 @@ private slots:
         QCOMPARE(rb.imagesDone, int64_t(35));
         QCOMPARE(rb.topK, ra.topK);
         QCOMPARE(rb.dSae, ra.dSae);
-        QCOMPARE(a.model(ra.vitId)->sha256, b.model(rb.vitId)->sha256);
-        QCOMPARE(a.model(ra.saeId)->sha256, b.model(rb.saeId)->sha256);
+        for (auto [idA, idB] : {std::pair{ra.vitId, rb.vitId}, std::pair{ra.saeId, rb.saeId}}) {
+            auto ma = a.model(idA), mb = b.model(idB);
+            QVERIFY(ma.ok() && mb.ok());
+            QCOMPARE(ma->sha256, mb->sha256);
+        }
 
         // Per image: concepts, token blobs, CLS embedding, reconstruction error.
         for (int64_t id = 1; id <= 35; ++id) {
@@ -199,8 +202,12 @@ private slots:
             auto ta = a.tokensOfImage(ra.id, id), tb = b.tokensOfImage(rb.id, id);
             QVERIFY(ta.ok() && tb.ok());
             QVERIFY2(sameTokens(*ta, *tb), qPrintable(QString("tokens of image %1").arg(id)));
-            QCOMPARE(*a.clsOfImage(ra.id, id), *b.clsOfImage(rb.id, id));
-            QCOMPARE(*a.reconError(ra.id, id), *b.reconError(rb.id, id));
+            auto clsA = a.clsOfImage(ra.id, id), clsB = b.clsOfImage(rb.id, id);
+            QVERIFY2(clsA.ok() && clsB.ok(), clsB.message().c_str());
+            QCOMPARE(*clsA, *clsB);
+            auto errA = a.reconError(ra.id, id), errB = b.reconError(rb.id, id);
+            QVERIFY(errA.ok() && errB.ok());
+            QCOMPARE(*errA, *errB);
         }
         // Per latent: statistics, top cells, quantile samples.
         auto sa = a.allConceptStats(ra.id), sb = b.allConceptStats(rb.id);
@@ -220,7 +227,9 @@ private slots:
                 continue;
             ++alive;
             const int32_t latent = x.latent;
-            QCOMPARE((*a.conceptStats(ra.id, latent))->topImages, (*b.conceptStats(rb.id, latent))->topImages);
+            auto csA = a.conceptStats(ra.id, latent), csB = b.conceptStats(rb.id, latent);
+            QVERIFY(csA.ok() && csB.ok() && csA->has_value() && csB->has_value());
+            QCOMPARE((*csA)->topImages, (*csB)->topImages);
             auto ha = a.topCells(ra.id, latent, 10), hb = b.topCells(rb.id, latent, 10);
             QVERIFY(ha.ok() && hb.ok());
             QCOMPARE(ha->size(), hb->size());
