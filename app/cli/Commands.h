@@ -8,6 +8,7 @@ namespace cytosae::cli {
 int embedCommand(int argc, char **argv);
 int importCommand(int argc, char **argv);
 int runCommand(int argc, char **argv);
+int mergeCommand(int argc, char **argv);
 int statsCommand(int argc, char **argv);
 int topCommand(int argc, char **argv);
 int exportCommand(int argc, char **argv);

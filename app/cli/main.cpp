@@ -2,6 +2,8 @@
 
 #include "Commands.h"
 
+#include "model/Engine.h"
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -17,6 +19,8 @@ void usage(FILE *out)
                  "  embed     run the ViT + SAE on images; print concepts, write JSON / .npy\n"
                  "  import    add a folder or CSV manifest of images to a project database\n"
                  "  run       run the ViT + SAE on a project's images and store every activation\n"
+                 "            (or one shard of them: --shard I/N --shard-db FILE)\n"
+                 "  merge     combine the shard databases of a sharded run into the project\n"
                  "  stats     per-latent statistics of a run and a project summary\n"
                  "  top       the cells that activate a concept most (or sampled by quantile)\n"
                  "  export    CSV of image-level activations, per-latent statistics or images\n"
@@ -44,7 +48,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (cmd == "--version") {
-        std::printf("cytosae %s\n", CYTOSAE_VERSION);
+        std::printf("cytosae %s\n%s\n", CYTOSAE_VERSION, cytosae::model::runtimeSummary().c_str());
         return 0;
     }
     using namespace cytosae::cli;
@@ -54,6 +58,8 @@ int main(int argc, char **argv)
         return importCommand(argc, argv);
     if (cmd == "run")
         return runCommand(argc, argv);
+    if (cmd == "merge")
+        return mergeCommand(argc, argv);
     if (cmd == "stats")
         return statsCommand(argc, argv);
     if (cmd == "top")

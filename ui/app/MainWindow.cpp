@@ -450,6 +450,9 @@ void MainWindow::runModels(const QString &vitPath, const QString &saePath)
             return QString::fromStdString(r.message());
         if (r->cancelled)
             return QObject::tr("Run cancelled after %1 cells; run again to resume.").arg(r->processed + r->alreadyDone);
+        if (!r->notices.empty()) // e.g. CUDA failed and the run went on on the CPU
+            return QObject::tr("The run finished on %1, but: %2")
+                .arg(QString::fromStdString(r->device), QString::fromStdString(r->notices.back()));
         if (r->failed)
             return QObject::tr("%1 cells could not be read, e.g. %2: %3")
                 .arg(r->failed)
@@ -483,7 +486,7 @@ void MainWindow::onTaskProgress(const TaskProgress &p)
     m_progress->setRange(0, int(std::min<qint64>(p.total, INT_MAX)));
     m_progress->setValue(int(std::min<qint64>(p.done, INT_MAX)));
     m_statusText->setText(tr("%1: %2 of %3 · %4/s · ETA %5")
-                              .arg(p.stage)
+                              .arg(p.detail.isEmpty() ? p.stage : p.stage + QLatin1Char(' ') + p.detail)
                               .arg(p.done)
                               .arg(p.total)
                               .arg(p.perSecond, 0, 'f', 1)
