@@ -20,7 +20,7 @@ echo "package: $(basename "$deb"), $(du -k "$deb" | cut -f1) kB"
 depends=$(dpkg-deb --field "$deb" Depends)
 echo "Depends: $depends"
 for dep in libtorch libqt6widgets6 libopencv-core libsqlite3-0 libopenblas0-openmp qt6-qpa-plugins libqcustomplot; do
-    echo "$depends" | grep -q "$dep" || fail "Depends lacks $dep"
+    grep -q "$dep" <<< "$depends" || fail "Depends lacks $dep"
 done
 contents=$(dpkg-deb --contents "$deb")
 if echo "$contents" | grep -E '\.so(\.|$)'; then fail "the package bundles shared libraries"; fi
@@ -29,7 +29,7 @@ for f in usr/bin/cytosae usr/bin/cytosae-explorer usr/share/cytosae/models/demo/
     usr/share/icons/hicolor/scalable/apps/cytosae-explorer.svg usr/share/mime/packages/cytosae-explorer.xml \
     usr/share/man/man1/cytosae.1.gz usr/share/man/man1/cytosae-explorer.1.gz \
     usr/share/doc/cytosae-explorer/copyright usr/share/doc/cytosae-explorer/examples/slurm/submit-sharded-run.sh; do
-    echo "$contents" | grep -q " \./$f\$" || fail "$f is not in the package"
+    grep -q " \./$f\$" <<< "$contents" || fail "$f is not in the package"
 done
 
 root="$work/root"
@@ -43,8 +43,8 @@ done
 cd "$work" # away from the source and build trees
 unset CYTOSAE_MODELS
 v=$("$bin/cytosae" --version) || fail "cytosae --version"
-echo "$v" | grep -qx "cytosae $version" || fail "cytosae --version says: $v"
-echo "$v" | grep -q "LibTorch" || fail "cytosae --version does not say which LibTorch: $v"
+grep -qx "cytosae $version" <<< "$v" || fail "cytosae --version says: $v"
+grep -q "LibTorch" <<< "$v" || fail "cytosae --version does not say which LibTorch: $v"
 QT_QPA_PLATFORM=offscreen "$bin/cytosae-explorer" --version | grep -q "$version" || fail "cytosae-explorer --version"
 
 models="$root/usr/share/cytosae/models/demo"
@@ -67,9 +67,9 @@ page=$(echo "$man" | groff -man -Tutf8 2>/dev/null | col -b)
 commands=$("$bin/cytosae" --help | sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p')
 [ "$(echo "$commands" | wc -l)" -ge 10 ] || fail "could not read the commands from cytosae --help"
 for c in $commands; do
-    echo "$page" | grep -q "^       $c" || fail "the man page does not describe '$c'"
+    grep -q "^       $c" <<< "$page" || fail "the man page does not describe '$c'"
     for o in $("$bin/cytosae" "$c" --help | grep -o -- '--[a-z][a-z0-9-]*' | sort -u); do
-        echo "$page" | grep -q -- "$o" || fail "the man page lacks option $o of '$c'"
+        grep -q -- "$o" <<< "$page" || fail "the man page lacks option $o of '$c'"
     done
 done
 

@@ -56,7 +56,7 @@ for i in 1 2 3; do
 done
 grep -q "merged 3 shard(s) into .* 20 image(s) with results" "$SBATCH_LOG.job" || fail "merge: $(cat "$SBATCH_LOG.job")"
 stats=$("$cli" stats "$work/p.cyto")
-echo "$stats" | grep -q "20 images with results, 0 errors" || fail "stats: $stats"
+grep -q "20 images with results, 0 errors" <<< "$stats" || fail "stats: $stats"
 # Usage errors are caught before anything is submitted.
 if "$src/packaging/slurm/submit-sharded-run.sh" "$work/p.cyto" x y zero 2>/dev/null; then fail "bad N accepted"; fi
 echo "slurm scripts: ok"
