@@ -15,6 +15,7 @@ int trainSaeCommand(int argc, char **argv);
 int trainVitCommand(int argc, char **argv);
 int buildDemoModelsCommand(int argc, char **argv);
 int demoCommand(int argc, char **argv);
+int analyzeCommand(int argc, char **argv);
 
 // The folder holding the bundled demo model, or empty.
 std::string findDemoModelDir();
