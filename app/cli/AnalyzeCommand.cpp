@@ -230,12 +230,17 @@ int doPatientSpecific(Context &ctx, const std::vector<std::string> &codes, const
     int failures = 0;
     std::printf("patient-specific concepts (against %s):\n",
                 reference.empty() ? "all other patients" : ("'" + reference + "'").c_str());
-    for (size_t p : patients) {
+    analysis::PatientSpecificOptions opt;
+    opt.referenceDiagnosis = reference;
+    opt.top = ctx.top;
+    auto all = analysis::patientSpecific(ctx.cohort, patients, opt);
+    if (!all) // one patient cannot be compared (e.g. alone in its reference): each on its own
+        std::fprintf(stderr, "note: %s; comparing patient by patient\n", all.message().c_str());
+    for (size_t i = 0; i < patients.size(); ++i) {
+        const size_t p = patients[i];
         const auto &pat = ctx.cohort.patients[p];
-        analysis::PatientSpecificOptions opt;
-        opt.referenceDiagnosis = reference;
-        opt.top = ctx.top;
-        auto found = analysis::patientSpecific(ctx.cohort, p, opt);
+        auto found = all ? Result<std::vector<analysis::SpecificConcept>>((*all)[i])
+                         : analysis::patientSpecific(ctx.cohort, p, opt);
         if (!found) {
             std::fprintf(stderr, "error: %s: %s\n", pat.code.c_str(), found.message().c_str());
             ++failures;

@@ -179,52 +179,131 @@ std::vector<FingerprintRow> fingerprint(const Cohort &cohort, size_t patient)
     return out;
 }
 
+namespace {
+
+// Median and unscaled MAD of the ascending values s[0..n) without index `skip` (-1: none),
+// in O(n) without copying: the deviations from the median, smallest first, are a merge
+// walking outward from the middle.
+void medianMadSorted(const float *s, int n, int skip, double &med, double &mad)
+{
+    const int m = n - (skip >= 0 ? 1 : 0);
+    med = mad = 0;
+    if (m <= 0)
+        return;
+    auto at = [&](int i) { return double(s[(skip >= 0 && i >= skip) ? i + 1 : i]); };
+    med = m % 2 ? at(m / 2) : (at(m / 2 - 1) + at(m / 2)) / 2.0;
+    int left = (m - 1) / 2, right = left + 1;
+    const int want = m / 2; // the deviation of rank `want` (0-based), and `want - 1` when m is even
+    double previous = 0, current = 0;
+    for (int r = 0; r <= want; ++r) {
+        const double dl = left >= 0 ? med - at(left) : HUGE_VAL;
+        const double dr = right < m ? at(right) - med : HUGE_VAL;
+        previous = current;
+        if (dl <= dr) {
+            current = dl;
+            --left;
+        } else {
+            current = dr;
+            ++right;
+        }
+    }
+    mad = m % 2 ? current : (previous + current) / 2.0;
+}
+
+struct ByAbsScore {
+    bool operator()(const SpecificConcept &x, const SpecificConcept &y) const
+    {
+        return std::abs(x.score) != std::abs(y.score) ? std::abs(x.score) > std::abs(y.score) : x.latent < y.latent;
+    }
+};
+
+} // namespace
+
 Result<std::vector<SpecificConcept>> patientSpecific(const Cohort &cohort, size_t patient,
                                                      const PatientSpecificOptions &options)
 {
-    if (patient >= cohort.size())
-        return Error("no such patient in the cohort");
+    auto all = patientSpecific(cohort, std::vector<size_t>{patient}, options);
+    if (!all)
+        return all.error();
+    return std::move(all->front());
+}
+
+Result<std::vector<std::vector<SpecificConcept>>> patientSpecific(const Cohort &cohort,
+                                                                  const std::vector<size_t> &patients,
+                                                                  const PatientSpecificOptions &options)
+{
+    const size_t n = cohort.size(), d = size_t(cohort.dSae);
     std::vector<size_t> ref;
-    for (size_t i = 0; i < cohort.size(); ++i)
-        if (i != patient && (options.referenceDiagnosis.empty() ||
-                             cohort.patients[i].diagnosis == options.referenceDiagnosis))
+    std::vector<int> refPos(n, -1); // index of a patient in `ref`
+    for (size_t i = 0; i < n; ++i)
+        if (options.referenceDiagnosis.empty() || cohort.patients[i].diagnosis == options.referenceDiagnosis) {
+            refPos[i] = int(ref.size());
             ref.push_back(i);
-    if (ref.empty())
-        return Error(options.referenceDiagnosis.empty()
-                         ? std::string("the cohort has no other patient to compare with")
-                         : "no other patient has the diagnosis '" + options.referenceDiagnosis + "'");
-    const size_t d = size_t(cohort.dSae);
-    std::vector<uint32_t> nonzero(d, 0);
-    for (size_t i : ref)
-        for (size_t k = 0; k < d; ++k)
-            nonzero[k] += cohort.activeCells[i * d + k] > 0;
-    const int64_t n = cohort.patients[patient].cells;
-    std::vector<SpecificConcept> out;
-    std::vector<double> values(ref.size());
-    for (size_t k = 0; k < d; ++k) {
-        const uint32_t a = cohort.activeCells[patient * d + k];
-        // Both the patient and the reference median at zero: nothing to report.
-        if (!a && 2 * size_t(nonzero[k]) <= ref.size())
-            continue;
-        for (size_t r = 0; r < ref.size(); ++r)
-            values[r] = cohort.fraction(ref[r], int32_t(k));
-        SpecificConcept c;
-        c.latent = int32_t(k);
-        c.fraction = cohort.fraction(patient, int32_t(k));
-        c.ci = wilsonInterval(a, n);
-        c.referenceMedian = median(values);
-        c.referenceMad = 1.4826 * medianAbsDeviation(values, c.referenceMedian);
-        const double se = (c.ci.hi - c.ci.lo) / (2 * 1.959963984540054);
-        c.score = (c.fraction - c.referenceMedian) / std::sqrt(c.referenceMad * c.referenceMad + se * se + 1e-12);
-        if (c.score != 0)
-            out.push_back(c);
+        }
+    for (size_t p : patients) {
+        if (p >= n)
+            return Error("no such patient in the cohort");
+        if (ref.size() - (refPos[p] >= 0 ? 1 : 0) == 0)
+            return Error(options.referenceDiagnosis.empty()
+                             ? std::string("the cohort has no other patient to compare with")
+                             : "no patient other than " + cohort.patients[p].code + " has the diagnosis '" +
+                                   options.referenceDiagnosis + "'");
     }
-    std::sort(out.begin(), out.end(), [](const auto &x, const auto &y) {
-        return std::abs(x.score) != std::abs(y.score) ? std::abs(x.score) > std::abs(y.score) : x.latent < y.latent;
-    });
-    if (options.top > 0 && int(out.size()) > options.top)
-        out.resize(size_t(options.top));
-    return out;
+    const size_t top = options.top > 0 ? size_t(options.top) : d;
+    std::vector<std::vector<SpecificConcept>> heaps(patients.size());
+    std::vector<std::pair<float, int>> sorted(ref.size());
+    std::vector<float> values(ref.size());
+    std::vector<int> rankOf(ref.size()); // position in the sorted order of each reference patient
+    const size_t nRef = ref.size();
+    for (size_t k = 0; k < d; ++k) {
+        size_t nonzero = 0;
+        for (size_t r = 0; r < nRef; ++r) {
+            sorted[r] = {float(cohort.fraction(ref[r], int32_t(k))), int(r)};
+            nonzero += sorted[r].first > 0;
+        }
+        bool anyPatient = false;
+        for (size_t p : patients)
+            anyPatient = anyPatient || cohort.activeCells[p * d + k];
+        if (!anyPatient && 2 * nonzero <= nRef - 1)
+            continue; // every requested patient and the reference median at zero
+        std::sort(sorted.begin(), sorted.end());
+        for (size_t r = 0; r < nRef; ++r) {
+            values[r] = sorted[r].first;
+            rankOf[size_t(sorted[r].second)] = int(r);
+        }
+        for (size_t i = 0; i < patients.size(); ++i) {
+            const size_t p = patients[i];
+            const uint32_t a = cohort.activeCells[p * d + k];
+            const int skip = refPos[p] >= 0 ? rankOf[size_t(refPos[p])] : -1;
+            const size_t others = nRef - (skip >= 0 ? 1 : 0);
+            const size_t othersNonzero = nonzero - (skip >= 0 && a ? 1 : 0);
+            if (!a && 2 * othersNonzero <= others)
+                continue;
+            SpecificConcept c;
+            c.latent = int32_t(k);
+            c.fraction = cohort.fraction(p, int32_t(k));
+            c.ci = wilsonInterval(a, cohort.patients[p].cells);
+            double mad = 0;
+            medianMadSorted(values.data(), int(nRef), skip, c.referenceMedian, mad);
+            c.referenceMad = 1.4826 * mad;
+            const double se = (c.ci.hi - c.ci.lo) / (2 * 1.959963984540054);
+            c.score = (c.fraction - c.referenceMedian) / std::sqrt(c.referenceMad * c.referenceMad + se * se + 1e-12);
+            if (c.score == 0)
+                continue;
+            auto &heap = heaps[i];
+            if (heap.size() < top) {
+                heap.push_back(c);
+                std::push_heap(heap.begin(), heap.end(), ByAbsScore());
+            } else if (ByAbsScore()(c, heap.front())) {
+                std::pop_heap(heap.begin(), heap.end(), ByAbsScore());
+                heap.back() = c;
+                std::push_heap(heap.begin(), heap.end(), ByAbsScore());
+            }
+        }
+    }
+    for (auto &heap : heaps)
+        std::sort(heap.begin(), heap.end(), ByAbsScore());
+    return heaps;
 }
 
 Result<DiseaseComparison> compareDiseases(const Cohort &cohort, const std::string &a, const std::string &b,

@@ -104,6 +104,11 @@ struct SpecificConcept {
 // Ranked by |score|, largest first. The patient is never part of its own reference.
 Result<std::vector<SpecificConcept>> patientSpecific(const Cohort &cohort, size_t patient,
                                                      const PatientSpecificOptions &options = {});
+// The same for several patients at once (each latent's reference is sorted once): one list
+// per requested patient, in order. A patient without any other reference patient: an error.
+Result<std::vector<std::vector<SpecificConcept>>> patientSpecific(const Cohort &cohort,
+                                                                  const std::vector<size_t> &patients,
+                                                                  const PatientSpecificOptions &options = {});
 
 // ---- 3. disease-specific concepts ----
 struct DiseaseConcept {
