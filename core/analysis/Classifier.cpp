@@ -19,6 +19,7 @@ struct Design {
     int n = 0, m = 0;
     std::vector<float> rows, cols;
     std::vector<int> y;
+    std::vector<double> weight; // per row: n / (classes x rows of its class), or 1
 };
 
 struct Transform {
@@ -79,7 +80,9 @@ Transform learnTransform(const Dataset &d, const std::vector<int> &rowIdx, int c
     return t;
 }
 
-Design applyTransform(const Dataset &d, const std::vector<int> &rowIdx, const Transform &t)
+void setWeights(Design &d, int classes, bool balanced);
+
+Design applyTransform(const Dataset &d, const std::vector<int> &rowIdx, const Transform &t, int classes, bool balanced)
 {
     Design out;
     out.n = int(rowIdx.size());
@@ -97,7 +100,24 @@ Design applyTransform(const Dataset &d, const std::vector<int> &rowIdx, const Tr
         }
         out.y.push_back(d.y[size_t(r)]);
     }
+    setWeights(out, classes, balanced);
     return out;
+}
+
+// Balanced class weights, so that a small class (the controls among many patients) counts as
+// much as a large one in the loss.
+void setWeights(Design &d, int classes, bool balanced)
+{
+    std::vector<double> count(size_t(classes), 0.0);
+    for (int c : d.y)
+        count[size_t(c)] += 1;
+    int present = 0;
+    for (double c : count)
+        present += c > 0;
+    d.weight.assign(size_t(d.n), 1.0);
+    if (balanced)
+        for (int i = 0; i < d.n; ++i)
+            d.weight[size_t(i)] = double(d.n) / (present * count[size_t(d.y[size_t(i)])]);
 }
 
 struct Model {
@@ -129,7 +149,7 @@ void computeScores(const Design &d, const Model &model, std::vector<double> &sco
 }
 
 // Softmax in place per row; returns the mean negative log-likelihood.
-double softmaxLoss(std::vector<double> &scores, const std::vector<int> &y, int k)
+double softmaxLoss(std::vector<double> &scores, const std::vector<int> &y, int k, const std::vector<double> *weight = nullptr)
 {
     const size_t n = y.size();
     double loss = 0;
@@ -139,7 +159,7 @@ double softmaxLoss(std::vector<double> &scores, const std::vector<int> &y, int k
         double z = 0;
         for (int c = 0; c < k; ++c)
             z += std::exp(s[c] - mx);
-        loss -= s[y[i]] - mx - std::log(z);
+        loss -= (weight ? (*weight)[i] : 1.0) * (s[y[i]] - mx - std::log(z));
         for (int c = 0; c < k; ++c)
             s[c] = std::exp(s[c] - mx) / z;
     }
@@ -184,16 +204,22 @@ double spectralBound(const Design &d)
 // the smallest penalty at which every coefficient is zero.
 double lambdaMax(const Design &d, int k, double l1Ratio)
 {
-    std::vector<double> prior(size_t(k), 0.0);
-    for (int c : d.y)
-        prior[size_t(c)] += 1.0 / d.n;
+    // With balanced weights the intercept-only optimum predicts every class equally often.
+    std::vector<double> prior(size_t(k), 0.0), wsum(size_t(k), 0.0);
+    double total = 0;
+    for (int i = 0; i < d.n; ++i) {
+        wsum[size_t(d.y[size_t(i)])] += d.weight[size_t(i)];
+        total += d.weight[size_t(i)];
+    }
+    for (int c = 0; c < k; ++c)
+        prior[size_t(c)] = wsum[size_t(c)] / total;
     double mx = 0;
     for (int j = 0; j < d.m; ++j) {
         const float *col = &d.cols[size_t(j) * size_t(d.n)];
         std::vector<double> g(size_t(k), 0.0);
         for (int i = 0; i < d.n; ++i)
             for (int c = 0; c < k; ++c)
-                g[size_t(c)] += (prior[size_t(c)] - (d.y[size_t(i)] == c ? 1.0 : 0.0)) * col[i];
+                g[size_t(c)] += d.weight[size_t(i)] * (prior[size_t(c)] - (d.y[size_t(i)] == c ? 1.0 : 0.0)) * col[i];
         for (double e : g)
             mx = std::max(mx, std::abs(e) / d.n);
     }
@@ -207,9 +233,9 @@ Model initialModel(const Design &d, int k)
     model.k = k;
     model.w.assign(size_t(k) * size_t(d.m), 0.f);
     model.b.assign(size_t(k), 0.0);
-    std::vector<double> count(size_t(k), 0.5); // smoothed log-priors
-    for (int c : d.y)
-        count[size_t(c)] += 1;
+    std::vector<double> count(size_t(k), 0.5); // smoothed (weighted) log-priors
+    for (int i = 0; i < d.n; ++i)
+        count[size_t(d.y[size_t(i)])] += d.weight[size_t(i)];
     for (int c = 0; c < k; ++c)
         model.b[size_t(c)] = std::log(count[size_t(c)]);
     return model;
@@ -222,7 +248,8 @@ long long fit(const Design &d, int k, double lambda, const ClassifierOptions &op
     const double l1 = lambda * opt.l1Ratio, l2 = lambda * (1.0 - opt.l1Ratio);
     // Böhning's bound on the multinomial Hessian (1/2), the intercept column (X is centred,
     // so it adds an orthogonal direction of eigenvalue 1), and the ridge part.
-    const double L = 0.5 * std::max(lipschitzData, 1.0) * 1.02 + l2;
+    const double maxWeight = d.weight.empty() ? 1.0 : *std::max_element(d.weight.begin(), d.weight.end());
+    const double L = 0.5 * maxWeight * std::max(lipschitzData, 1.0) * 1.02 + l2;
     const double step = 1.0 / L;
     Model yk = model, prev = model;
     double t = 1.0;
@@ -236,7 +263,7 @@ long long fit(const Design &d, int k, double lambda, const ClassifierOptions &op
         for (int i = 0; i < n; ++i)
             for (int c = 0; c < k; ++c)
                 resid[size_t(i) * size_t(k) + size_t(c)] =
-                    (scores[size_t(i) * size_t(k) + size_t(c)] - (d.y[size_t(i)] == c ? 1.0 : 0.0)) / n;
+                    d.weight[size_t(i)] * (scores[size_t(i) * size_t(k) + size_t(c)] - (d.y[size_t(i)] == c ? 1.0 : 0.0)) / n;
         std::fill(grad.begin(), grad.end(), 0.f);
         for (int i = 0; i < n; ++i) {
             const float *x = &d.rows[size_t(i) * size_t(m)];
@@ -306,7 +333,7 @@ double logLoss(const Design &d, const Model &model)
 {
     std::vector<double> scores;
     computeScores(d, model, scores);
-    return softmaxLoss(scores, d.y, model.k);
+    return softmaxLoss(scores, d.y, model.k, &d.weight);
 }
 
 struct Work {
@@ -351,13 +378,15 @@ size_t choosePenalty(Work &w, const std::vector<int> &rows, uint64_t seed, std::
         return grid / 2;
     }
     const std::vector<int> fold = stratifiedFolds(y, inner, seed);
+    // Criterion: mean validation log-loss (balanced weights); smoother than F1 on small sets.
     std::vector<double> loss(grid, 0.0);
     for (int f = 0; f < inner; ++f) {
         std::vector<int> tr, va;
         for (size_t i = 0; i < rows.size(); ++i)
             (fold[i] == f ? va : tr).push_back(rows[i]);
         const Transform t = learnTransform(w.data, tr, w.k, w.opt.maxFeatures);
-        const Design train = applyTransform(w.data, tr, t), valid = applyTransform(w.data, va, t);
+        const Design train = applyTransform(w.data, tr, t, w.k, w.opt.balanced),
+                     valid = applyTransform(w.data, va, t, w.k, w.opt.balanced);
         fitPath(w, train, grid - 1, [&](size_t g, const Model &m) { loss[g] += logLoss(valid, m) / inner; });
     }
     size_t best = 0;
@@ -507,7 +536,7 @@ Result<CvResult> crossValidate(const Dataset &data, const ClassifierOptions &opt
                 std::iota(all.begin(), all.end(), 0);
                 const size_t g = choosePenalty(w, all, options.seed + 1000, nullptr);
                 finalTransform = learnTransform(d, all, k, options.maxFeatures);
-                finalModel = fitAt(w, applyTransform(d, all, finalTransform), g);
+                finalModel = fitAt(w, applyTransform(d, all, finalTransform, k, options.balanced), g);
                 result.finalLambdaRatio = options.lambdaRatios[g];
                 continue;
             }
@@ -516,8 +545,8 @@ Result<CvResult> crossValidate(const Dataset &data, const ClassifierOptions &opt
                 (fold[size_t(i)] == job ? te : tr).push_back(i);
             const size_t g = choosePenalty(w, tr, options.seed + 1 + uint64_t(job), &foldNotes[size_t(job)]);
             const Transform t = learnTransform(d, tr, k, options.maxFeatures);
-            const Model model = fitAt(w, applyTransform(d, tr, t), g);
-            const Design test = applyTransform(d, te, t);
+            const Model model = fitAt(w, applyTransform(d, tr, t, k, options.balanced), g);
+            const Design test = applyTransform(d, te, t, k, options.balanced);
             const std::vector<int> pred = predict(test, model);
             for (size_t i = 0; i < te.size(); ++i)
                 result.predicted[size_t(te[i])] = pred[i];
@@ -578,7 +607,7 @@ Result<double> fitOnce(const Dataset &data, const ClassifierOptions &options, do
     std::vector<int> all(size_t(data.n));
     std::iota(all.begin(), all.end(), 0);
     const Transform t = learnTransform(data, all, k, options.maxFeatures);
-    const Design train = applyTransform(data, all, t);
+    const Design train = applyTransform(data, all, t, k, options.balanced);
     Model model = initialModel(train, k);
     const long long it = fit(train, k, lambdaRatio * lambdaMax(train, k, options.l1Ratio), options,
                              spectralBound(train), model);
