@@ -184,13 +184,13 @@ namespace {
 // Median and unscaled MAD of the ascending values s[0..n) without index `skip` (-1: none),
 // in O(n) without copying: the deviations from the median, smallest first, are a merge
 // walking outward from the middle.
-void medianMadSorted(const float *s, int n, int skip, double &med, double &mad)
+void medianMadSorted(const double *s, int n, int skip, double &med, double &mad)
 {
     const int m = n - (skip >= 0 ? 1 : 0);
     med = mad = 0;
     if (m <= 0)
         return;
-    auto at = [&](int i) { return double(s[(skip >= 0 && i >= skip) ? i + 1 : i]); };
+    auto at = [&](int i) { return s[(skip >= 0 && i >= skip) ? i + 1 : i]; };
     med = m % 2 ? at(m / 2) : (at(m / 2 - 1) + at(m / 2)) / 2.0;
     int left = (m - 1) / 2, right = left + 1;
     const int want = m / 2; // the deviation of rank `want` (0-based), and `want - 1` when m is even
@@ -251,14 +251,14 @@ Result<std::vector<std::vector<SpecificConcept>>> patientSpecific(const Cohort &
     }
     const size_t top = options.top > 0 ? size_t(options.top) : d;
     std::vector<std::vector<SpecificConcept>> heaps(patients.size());
-    std::vector<std::pair<float, int>> sorted(ref.size());
-    std::vector<float> values(ref.size());
+    std::vector<std::pair<double, int>> sorted(ref.size());
+    std::vector<double> values(ref.size());
     std::vector<int> rankOf(ref.size()); // position in the sorted order of each reference patient
     const size_t nRef = ref.size();
     for (size_t k = 0; k < d; ++k) {
         size_t nonzero = 0;
         for (size_t r = 0; r < nRef; ++r) {
-            sorted[r] = {float(cohort.fraction(ref[r], int32_t(k))), int(r)};
+            sorted[r] = {cohort.fraction(ref[r], int32_t(k)), int(r)};
             nonzero += sorted[r].first > 0;
         }
         bool anyPatient = false;
@@ -341,9 +341,16 @@ Result<DiseaseComparison> compareDiseases(const Cohort &cohort, const std::strin
         return Error("compare two different diagnoses (or one against 'rest')");
     out.nA = int(ga.size());
     out.nB = int(gb.size());
-    if (out.nA < 3 || out.nB < 3)
-        out.notes.push_back("only " + std::to_string(out.nA) + " vs " + std::to_string(out.nB) +
-                            " patients: the rank test has little power and no q-value can be small");
+    // The smallest p-value the test can give (complete separation, no ties).
+    {
+        const double na = out.nA, nb = out.nB;
+        const double zMax = (na * nb / 2.0 - 0.5) / std::sqrt(na * nb * (na + nb + 1) / 12.0);
+        const double pMin = 2.0 * normalSf(zMax);
+        if (pMin >= alpha)
+            out.notes.push_back("only " + std::to_string(out.nA) + " vs " + std::to_string(out.nB) +
+                                " patients: even complete separation gives p = " + std::to_string(pMin) +
+                                ", so no concept can reach q < " + std::to_string(alpha));
+    }
     const size_t d = size_t(cohort.dSae);
     std::vector<double> va(ga.size()), vb(gb.size());
     std::vector<std::pair<double, int32_t>> paperDiff;
