@@ -17,6 +17,7 @@
 #include <memory>
 
 class CellViewerPanel;
+class CohortAnalysisView;
 class CohortModel;
 class ConceptBrowser;
 class GalleryModel;
@@ -52,6 +53,7 @@ public:
     ConceptBrowser *conceptBrowser() const { return m_concepts; }
     GalleryModel *galleryModel() const { return m_galleryModel; }
     CohortModel *cohortModel() const { return m_cohortModel; }
+    CohortAnalysisView *cohortAnalysis() const { return m_analysis; }
     QString lastMessage() const { return m_lastMessage; }
 
 signals:
@@ -94,6 +96,7 @@ private:
     CellViewerPanel *m_cellViewer;
     ConceptBrowser *m_concepts;
     PatientSummary *m_patient;
+    CohortAnalysisView *m_analysis;
     CohortModel *m_cohortModel;
     QTableView *m_cohortView;
     GalleryModel *m_galleryModel;
