@@ -153,13 +153,13 @@ void CohortAnalysisView::compare(const QString &a, const QString &b)
             return;
         }
         m_result = pending;
-        show(*pending);
+        showResult(*pending);
         emit finished(true);
     });
     task->start();
 }
 
-void CohortAnalysisView::show(const Result &result)
+void CohortAnalysisView::showResult(const Result &result)
 {
     const auto &c = result.comparison;
     QString text = tr("%1 (%2 patients) against %3 (%4): %5 of %6 concepts with q < 0.05; %7 of the reference's "
@@ -213,8 +213,10 @@ void CohortAnalysisView::drawScatter()
     diag->setSelectable(QCP::stNone);
     diag->removeFromLegend();
     m_scatter->legend->setVisible(true);
-    m_scatter->xAxis->setRange(0, std::min(1.0, maxV * 1.05));
-    m_scatter->yAxis->setRange(0, std::min(1.0, maxV * 1.05));
+    // A margin on both sides keeps points at 0 off the axis lines (and clickable).
+    const double hi = std::min(1.0, maxV) * 1.05, lo = -0.03 * hi;
+    m_scatter->xAxis->setRange(lo, hi);
+    m_scatter->yAxis->setRange(lo, hi);
     m_scatter->replot();
 }
 

@@ -54,7 +54,7 @@ private:
         cytosae::analysis::SimilarityMatrix similarity;
         QString error;
     };
-    void show(const Result &result);
+    void showResult(const Result &result);
     void drawScatter();
     void drawHeat();
 
