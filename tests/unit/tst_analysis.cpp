@@ -397,13 +397,20 @@ private slots:
         QCOMPARE(missing.code, 1);
         QVERIFY(missing.err.contains("nothing.cyto"));
 
-        Run disease = runCli({"analyze", project, "disease", "APL", "control", "--out", out});
+        Run small = runCli({"analyze", project, "disease", "APL", "control", "--out", out});
+        QVERIFY2(small.code == 0, qPrintable(small.err));
+        QVERIFY(small.out.contains("APL (5 patients) vs control (5)"));
+        QVERIFY(QFile::exists(out + "/disease_APL_vs_control.csv"));
+        // Blast-rich AML against the 20 others: specific concepts with FDR control.
+        Run disease = runCli({"analyze", project, "disease", "AML_blast", "rest", "--out", out});
         QVERIFY2(disease.code == 0, qPrintable(disease.err));
-        QFile dj(out + "/disease_APL_vs_control.json");
+        QFile dj(out + "/disease_AML_blast_vs_rest.json");
         QVERIFY(dj.open(QIODevice::ReadOnly));
         const QJsonObject d = QJsonDocument::fromJson(dj.readAll()).object();
         QCOMPARE(d["n_a"].toInt(), 5);
-        QVERIFY2(d["significant"].toInt() > 0, "APL vs control: no concept with q < 0.05");
+        QCOMPARE(d["n_b"].toInt(), 20);
+        QVERIFY2(d["significant"].toInt() > 0, "AML_blast vs rest: no concept with q < 0.05");
+        qInfo("AML_blast vs rest: %d of %d concepts with q < 0.05", d["significant"].toInt(), d["tested"].toInt());
         QVERIFY(!d["concepts"].toArray().isEmpty());
         QVERIFY(d["concepts"].toArray()[0].toObject()["q"].toDouble() < 0.05);
 
