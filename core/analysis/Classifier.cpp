@@ -257,6 +257,7 @@ long long fit(const Design &d, int k, double lambda, const ClassifierOptions &op
     std::vector<float> grad(size_t(k) * size_t(m));
     std::vector<double> resid(size_t(n) * size_t(k));
     long long it = 0;
+    double firstResidual = 0;
     for (; it < opt.maxIterations; ++it) {
         computeScores(d, yk, scores);
         softmaxLoss(scores, d.y, k);
@@ -283,14 +284,14 @@ long long fit(const Design &d, int k, double lambda, const ClassifierOptions &op
             float v = yk.w[e] - float(step) * g;
             v = v > thr ? v - thr : (v < -thr ? v + thr : 0.f);
             next.w[e] = v;
-            maxChange = std::max(maxChange, double(std::abs(v - prev.w[e])));
+            maxChange = std::max(maxChange, double(std::abs(v - yk.w[e])));
         }
         for (int c = 0; c < k; ++c) {
             double gb = 0;
             for (int i = 0; i < n; ++i)
                 gb += resid[size_t(i) * size_t(k) + size_t(c)];
             next.b[size_t(c)] = yk.b[size_t(c)] - step * gb;
-            maxChange = std::max(maxChange, std::abs(next.b[size_t(c)] - prev.b[size_t(c)]));
+            maxChange = std::max(maxChange, std::abs(next.b[size_t(c)] - yk.b[size_t(c)]));
         }
         // Adaptive restart (O'Donoghue & Candes): drop the momentum when it points uphill.
         double dot = 0;
@@ -310,7 +311,12 @@ long long fit(const Design &d, int k, double lambda, const ClassifierOptions &op
             yk.b[size_t(c)] = next.b[size_t(c)] + beta * (next.b[size_t(c)] - prev.b[size_t(c)]);
         prev = std::move(next);
         t = tNext;
-        if (maxChange < opt.tolerance && it > 2)
+        // Stop on the gradient mapping L (y - prox(y - grad / L)), the composite problem's
+        // optimality residual, relative to its first value: independent of the step size.
+        const double residual = maxChange * L;
+        if (it == 0)
+            firstResidual = std::max(residual, 1e-12);
+        else if (residual < opt.tolerance * firstResidual)
             break;
     }
     model = std::move(prev);

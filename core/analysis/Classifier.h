@@ -38,7 +38,8 @@ struct ClassifierOptions {
     int maxFeatures = 2000;              // in-fold screening; 0 = keep all
     bool balanced = true;                // class weights n / (classes x class size) in the loss
     int maxIterations = 400;
-    double tolerance = 1e-4;             // largest coefficient change (standardised units)
+    double tolerance = 1e-2;             // stop when the optimality residual (gradient mapping)
+                                         // falls below this fraction of its first value
     int threads = 0;                     // 0: hardware concurrency
     int topFeatures = 10;                // per class, from the model refitted on all rows
 };
