@@ -375,6 +375,26 @@ private slots:
         auto classified = classifyCohort(&db, *runRecord, *cohort, co);
         QVERIFY(!classified.ok());
         QVERIFY(classified.message().find("at least 2 classes") != std::string::npos);
+
+        // The same bad input through the command line: clear messages, what can be done is done.
+        const QString project = dir.filePath("p.cyto"), out = dir.filePath("out");
+        Run fp = runCli({"analyze", project, "fingerprint", "--out", out});
+        QCOMPARE(fp.code, 0);
+        QVERIFY(fp.out.contains("1 patient(s) have no cells with results in run 1 and are left out: CCC"));
+        QVERIFY(fp.out.contains("no diagnosis"));
+        QVERIFY(QFile::exists(out + "/fingerprint.csv"));
+        Run cl = runCli({"analyze", project, "classify", "--out", out});
+        QCOMPARE(cl.code, 1);
+        QVERIFY(cl.err.contains("at least 2 classes"));
+        QFile bad(dir.filePath("thresholds.csv"));
+        QVERIFY(bad.open(QIODevice::WriteOnly));
+        bad.write("latent,threshold\n1,0.3\n7;0.5\n");
+        bad.close();
+        Run thr = runCli({"analyze", project, "fingerprint", "--thresholds", bad.fileName(), "--out", out});
+        QCOMPARE(thr.code, 1);
+        QVERIFY2(thr.err.contains("thresholds.csv:3: expected 'latent,threshold'"), qPrintable(thr.err));
+        Run badOpt = runCli({"analyze", project, "classify", "--folds", "1"});
+        QCOMPARE(badOpt.code, 2);
     }
 
     void analyzeCommandOnDemoProject()
