@@ -17,6 +17,7 @@ int trainVitCommand(int argc, char **argv);
 int buildDemoModelsCommand(int argc, char **argv);
 int demoCommand(int argc, char **argv);
 int labelsCommand(int argc, char **argv);
+int analyzeCommand(int argc, char **argv);
 
 // The folder holding the bundled demo model, or empty.
 std::string findDemoModelDir();

@@ -25,6 +25,8 @@ void usage(FILE *out)
                  "  top       the cells that activate a concept most (or sampled by quantile)\n"
                  "  export    CSV of image-level activations, per-latent statistics or images\n"
                  "  labels    concept labels: list, set, export/import (JSON, CSV), annotation tasks\n"
+                 "  analyze   patient fingerprints, patient- and disease-specific concepts, similarity,\n"
+                 "            cross-validated diagnosis from concepts (CSV + JSON)\n"
                  "  demo      create the demo project (synthetic cohort + demo model) and run it\n"
                  "  train-sae train a sparse autoencoder on a project's images (CytoSAE recipe)\n"
                  "  train-vit train a small DINOv2-style ViT on a project's labelled cells\n"
@@ -68,6 +70,8 @@ int main(int argc, char **argv)
         return exportCommand(argc, argv);
     if (cmd == "labels")
         return labelsCommand(argc, argv);
+    if (cmd == "analyze")
+        return analyzeCommand(argc, argv);
     if (cmd == "demo")
         return demoCommand(argc, argv);
     if (cmd == "train-sae")

@@ -1085,6 +1085,48 @@ Result<std::vector<PatientRecord>> ProjectDb::patients()
     return out;
 }
 
+namespace {
+// Streams (patient, image, blob) rows of one run's accepted cells through decode and fn.
+template <typename T, typename Decode, typename Fn>
+Status forEachCellBlob(Database &db, const char *sql, int64_t runId, Decode decode, const Fn &fn)
+{
+    auto q = db.prepare(sql);
+    if (!q)
+        return q.error();
+    q->bind(1, runId);
+    while (q->step()) {
+        size_t size = 0;
+        const auto *data = static_cast<const uint8_t *>(q->columnBlobData(2, size));
+        Result<T> value = decode(data, size);
+        if (!value)
+            return value.error().withContext("image " + std::to_string(q->columnInt(1)));
+        if (!fn(q->columnInt(0), q->columnInt(1), *value))
+            break;
+    }
+    return q->status();
+}
+} // namespace
+
+Status ProjectDb::forEachCellConcepts(
+    int64_t runId, const std::function<bool(int64_t, int64_t, const std::vector<ImageConcept> &)> &fn)
+{
+    return forEachCellBlob<std::vector<ImageConcept>>(
+        m_db,
+        "SELECT coalesce(i.patient_id, 0), i.id, a.concepts FROM activation a JOIN image i ON i.id = a.image_id "
+        "WHERE a.run_id = ?1 AND i.qc_status = 'ok' ORDER BY i.patient_id, i.id",
+        runId, decodeConcepts, fn);
+}
+
+Status ProjectDb::forEachCellCls(int64_t runId,
+                                 const std::function<bool(int64_t, int64_t, const std::vector<float> &)> &fn)
+{
+    return forEachCellBlob<std::vector<float>>(
+        m_db,
+        "SELECT coalesce(i.patient_id, 0), i.id, c.cls FROM activation a JOIN activation_cls c ON c.activation_id = "
+        "a.id JOIN image i ON i.id = a.image_id WHERE a.run_id = ?1 AND i.qc_status = 'ok' ORDER BY i.patient_id, i.id",
+        runId, decodeFloats, fn);
+}
+
 Result<int64_t> ProjectDb::count(const std::string &sqlCountQuery)
 {
     return m_db.queryInt(sqlCountQuery);

@@ -188,6 +188,14 @@ public:
     // (mean, max over patches) of every image in which the latent fires.
     Result<std::vector<std::pair<float, float>>> latentValues(int64_t runId, int32_t latent);
     Result<std::vector<PatientRecord>> patients();
+    // Every accepted cell with results in the run, in one query ordered by patient then image:
+    // fn(patientId (0: none), imageId, its concepts); fn returns false to stop. For cohort-wide
+    // analyses (core/analysis) that must not issue one query per patient.
+    Status forEachCellConcepts(int64_t runId,
+                               const std::function<bool(int64_t, int64_t, const std::vector<ImageConcept> &)> &fn);
+    // The same for the CLS embeddings (cells without one are skipped).
+    Status forEachCellCls(int64_t runId,
+                          const std::function<bool(int64_t, int64_t, const std::vector<float> &)> &fn);
     Result<int64_t> count(const std::string &sqlCountQuery);
 
 private:

@@ -3,6 +3,7 @@
 #include "annotation/AuditView.h"
 #include "review/ReviewPanel.h"
 
+#include "analysis/CohortAnalysisView.h"
 #include "app/SelectionModel.h"
 #include "cohort/CohortModel.h"
 #include "common/ImageConvert.h"
@@ -183,6 +184,7 @@ void MainWindow::buildDocks()
 
     m_concepts = new ConceptBrowser(m_selection, m_thumbnails, this);
     m_patient = new PatientSummary(m_selection, this);
+    m_analysis = new CohortAnalysisView(m_selection, this);
 
     auto *galleryBox = new QWidget(this);
     auto *gl = new QVBoxLayout(galleryBox);
@@ -228,12 +230,14 @@ void MainWindow::buildDocks()
     auto *galleryDock = dock(tr("Gallery"), QStringLiteral("galleryDock"), galleryBox, this);
     auto *patientDock = dock(tr("Patient"), QStringLiteral("patientDock"), m_patient, this);
     auto *cellDock = dock(tr("Cell"), QStringLiteral("cellDock"), cellBox, this);
+    auto *analysisDock = dock(tr("Cohort analysis"), QStringLiteral("cohortAnalysisDock"), m_analysis, this);
     addDockWidget(Qt::LeftDockWidgetArea, cohortDock);
     addDockWidget(Qt::LeftDockWidgetArea, conceptDock);
     splitDockWidget(cohortDock, conceptDock, Qt::Vertical);
     addDockWidget(Qt::RightDockWidgetArea, cellDock);
     addDockWidget(Qt::RightDockWidgetArea, patientDock);
     tabifyDockWidget(cellDock, patientDock);
+    tabifyDockWidget(patientDock, analysisDock);
     cellDock->raise();
     addDockWidget(Qt::BottomDockWidgetArea, galleryDock);
     resizeDocks({cohortDock, conceptDock}, {220, 600}, Qt::Vertical);
@@ -365,6 +369,7 @@ void MainWindow::reloadViews()
     m_annotations->setSession(m_session.get());
     m_audit->setSession(m_session.get());
     m_review->setSession(m_session.get());
+    m_analysis->setSession(m_session.get());
     m_galleryModel->setItems({});
     const auto cells = m_session->db().acceptedImageCount();
     showMessage(tr("%1 cells, %2 patients. %3")

@@ -21,6 +21,7 @@ class AuditView;
 class CellViewerPanel;
 class ReviewPanel;
 class QUndoStack;
+class CohortAnalysisView;
 class CohortModel;
 class ConceptBrowser;
 class GalleryModel;
@@ -56,6 +57,7 @@ public:
     ConceptBrowser *conceptBrowser() const { return m_concepts; }
     GalleryModel *galleryModel() const { return m_galleryModel; }
     CohortModel *cohortModel() const { return m_cohortModel; }
+    CohortAnalysisView *cohortAnalysis() const { return m_analysis; }
     QString lastMessage() const { return m_lastMessage; }
     AnnotationController *annotations() const { return m_annotations; }
     AuditView *auditView() const { return m_audit; }
@@ -123,6 +125,7 @@ private:
     CellViewerPanel *m_cellViewer;
     ConceptBrowser *m_concepts;
     PatientSummary *m_patient;
+    CohortAnalysisView *m_analysis;
     CohortModel *m_cohortModel;
     QTableView *m_cohortView;
     GalleryModel *m_galleryModel;
