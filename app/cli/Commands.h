@@ -8,6 +8,7 @@ namespace cytosae::cli {
 int embedCommand(int argc, char **argv);
 int importCommand(int argc, char **argv);
 int runCommand(int argc, char **argv);
+int mergeCommand(int argc, char **argv);
 int statsCommand(int argc, char **argv);
 int topCommand(int argc, char **argv);
 int exportCommand(int argc, char **argv);
@@ -16,6 +17,7 @@ int trainVitCommand(int argc, char **argv);
 int buildDemoModelsCommand(int argc, char **argv);
 int demoCommand(int argc, char **argv);
 int labelsCommand(int argc, char **argv);
+int analyzeCommand(int argc, char **argv);
 int importSmearCommand(int argc, char **argv); // import ... --smear
 int demoSmearCommand(int argc, char **argv);
 

@@ -170,6 +170,8 @@ int embedCommand(int argc, char **argv)
         std::fprintf(stderr, "error: %s\n", engine.message().c_str());
         return 1;
     }
+    for (const auto &n : (*engine)->takeNotices())
+        std::fprintf(stderr, "warning: %s\n", n.c_str());
     const auto &vit = (*engine)->vit();
     const auto &sae = (*engine)->sae();
     if (!quiet)
@@ -204,6 +206,8 @@ int embedCommand(int argc, char **argv)
         for (const auto &img : images)
             views.push_back({img.image.pixels.data(), img.image.width, img.image.height});
         auto result = (*engine)->run(views);
+        for (const auto &n : (*engine)->takeNotices()) // a CUDA fallback or a smaller batch
+            std::fprintf(stderr, "warning: %s; now on %s\n", n.c_str(), (*engine)->deviceName().c_str());
         if (!result) {
             for (const auto &n : names) {
                 failures.emplace_back(n, result.message());

@@ -42,9 +42,9 @@ ProgressCallback stderrProgress()
         const int width = 30, filled = int(f * width + 0.5);
         std::string bar(size_t(filled), '#');
         bar.resize(size_t(width), ' ');
-        std::fprintf(stderr, "%s%-10s [%s] %lld/%lld  %.1f/s  ETA %s%s", tty ? "\r" : "", p.stage.c_str(), bar.c_str(),
-                     (long long)p.done, (long long)p.total, p.itemsPerSecond, clock(p.etaSeconds).c_str(),
-                     tty ? "\033[K" : "\n");
+        std::fprintf(stderr, "%s%-10s [%s] %lld/%lld  %.1f/s  ETA %s%s%s%s", tty ? "\r" : "", p.stage.c_str(),
+                     bar.c_str(), (long long)p.done, (long long)p.total, p.itemsPerSecond, clock(p.etaSeconds).c_str(),
+                     p.detail.empty() ? "" : "  ", p.detail.c_str(), tty ? "\033[K" : "\n");
         g_drawn = tty;
         std::fflush(stderr);
     };

@@ -10,6 +10,7 @@
 #include "pipeline/Importer.h"
 #include "pipeline/Runner.h"
 #include "store/ProjectDb.h"
+#include "store/Shards.h"
 
 #include <csignal>
 #include <cstdio>
@@ -118,7 +119,27 @@ const char *kRunHelp =
     "  --device D          auto | cpu | cuda (default auto)\n"
     "  --threads N         CPU threads for the model (default: all cores)\n"
     "  --readers N         decoding threads (default 1)\n"
-    "  --no-stats          skip the per-latent statistics at the end\n";
+    "  --no-stats          skip the per-latent statistics at the end\n"
+    "  --shard I/N         only shard I of N (1 <= I <= N) of the images: those whose id\n"
+    "                      modulo N is I-1; results go to --shard-db, the project is only read\n"
+    "  --shard-db FILE     the shard's own database (created, or resumed); combine the N\n"
+    "                      shard databases with 'cytosae merge'\n"
+    "\n"
+    "The device used is printed; when CUDA fails during the run, the run continues on the CPU\n"
+    "(out of memory: with half the batch first) and prints a warning.\n";
+
+const char *kMergeHelp =
+    "Usage: cytosae merge PROJECT SHARD.cyto... [--no-stats]\n"
+    "\n"
+    "Combines the shard databases of a sharded run ('cytosae run PROJECT --shard I/N\n"
+    "--shard-db FILE') into PROJECT as one new run, then computes its concept statistics.\n"
+    "Checks first, and writes nothing if anything is wrong: every shard finished, all shards\n"
+    "used the same ViT and SAE files (sha256) and settings, shards 1..N each given once, every\n"
+    "accepted image of the project in exactly one shard, and the project has no results for\n"
+    "these models and settings yet. The merge is one transaction.\n"
+    "\n"
+    "Options:\n"
+    "  --no-stats          skip the per-latent statistics\n";
 
 const char *kStatsHelp = "Usage: cytosae stats PROJECT [--run ID] [--recompute]\n"
                          "\n"
@@ -195,7 +216,8 @@ int importCommand(int argc, char **argv)
 
 int runCommand(int argc, char **argv)
 {
-    CliArgs args({"--vit", "--sae", "--top-k", "--threshold", "--batch", "--device", "--threads", "--readers"},
+    CliArgs args({"--vit", "--sae", "--top-k", "--threshold", "--batch", "--device", "--threads", "--readers",
+                  "--shard", "--shard-db"},
                  {"--help", "--no-stats"});
     int code = 0;
     if (!parseOrHelp(args, argc, argv, "run", kRunHelp, code))
@@ -226,10 +248,25 @@ int runCommand(int argc, char **argv)
     else if (device != "auto")
         return usageError("run", "--device must be auto, cpu or cuda", kRunHelp);
     options.engine.clsEmbedding = true;
+    options.notice = [](const std::string &n) {
+        finishProgress();
+        std::fprintf(stderr, "warning: %s\n", n.c_str());
+    };
+    std::optional<store::ShardSpec> shard;
+    if (args.has("--shard") != args.has("--shard-db"))
+        return usageError("run", "--shard and --shard-db go together", kRunHelp);
+    if (args.has("--shard")) {
+        auto spec = store::parseShardSpec(args.value("--shard"));
+        if (!spec)
+            return usageError("run", spec.message(), kRunHelp);
+        shard = *spec;
+    }
 
     InterruptGuard guard;
     std::atomic<bool> &interrupted = interruptFlag();
-    auto report = pipeline::runProject(args.positional()[0], options, stderrProgress(), &interrupted);
+    auto report = shard ? pipeline::runShard(args.positional()[0], args.value("--shard-db"), *shard, options,
+                                             stderrProgress(), &interrupted)
+                        : pipeline::runProject(args.positional()[0], options, stderrProgress(), &interrupted);
     finishProgress();
     if (!report) {
         std::fprintf(stderr, "error: %s\n", report.message().c_str());
@@ -242,7 +279,32 @@ int runCommand(int argc, char **argv)
                 (long long)report->processed, (long long)report->failed, (long long)report->alreadyDone,
                 report->seconds, report->seconds > 0 ? double(report->processed) / report->seconds : 0.0,
                 report->cancelled ? "; cancelled, run again to resume" : "");
+    if (shard)
+        std::printf("shard %s written to %s; when all %d shards are done: cytosae merge %s SHARD...\n",
+                    store::toString(*shard).c_str(), args.value("--shard-db").c_str(), shard->count,
+                    args.positional()[0].c_str());
     return (report->failed || report->cancelled) ? 1 : 0;
+}
+
+int mergeCommand(int argc, char **argv)
+{
+    CliArgs args({}, {"--help", "--no-stats"});
+    int code = 0;
+    if (!parseOrHelp(args, argc, argv, "merge", kMergeHelp, code))
+        return code;
+    if (args.positional().size() < 2)
+        return usageError("merge", "expected PROJECT and at least one SHARD", kMergeHelp);
+    const std::vector<std::string> shards(args.positional().begin() + 1, args.positional().end());
+    auto report = store::mergeShards(args.positional()[0], shards, !args.has("--no-stats"), stderrProgress());
+    finishProgress();
+    if (!report) {
+        std::fprintf(stderr, "error: %s\n", report.message().c_str());
+        return 1;
+    }
+    std::printf("merged %d shard(s) into %s as run %lld: %lld image(s) with results, %lld failed (%s)\n",
+                report->shards, args.positional()[0].c_str(), (long long)report->runId, (long long)report->images,
+                (long long)report->failed, report->device.c_str());
+    return 0;
 }
 
 int statsCommand(int argc, char **argv)

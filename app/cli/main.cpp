@@ -2,6 +2,8 @@
 
 #include "Commands.h"
 
+#include "model/Engine.h"
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -17,10 +19,14 @@ void usage(FILE *out)
                  "  embed     run the ViT + SAE on images; print concepts, write JSON / .npy\n"
                  "  import    add a folder or CSV manifest of images to a project database\n"
                  "  run       run the ViT + SAE on a project's images and store every activation\n"
+                 "            (or one shard of them: --shard I/N --shard-db FILE)\n"
+                 "  merge     combine the shard databases of a sharded run into the project\n"
                  "  stats     per-latent statistics of a run and a project summary\n"
                  "  top       the cells that activate a concept most (or sampled by quantile)\n"
                  "  export    CSV of image-level activations, per-latent statistics or images\n"
                  "  labels    concept labels: list, set, export/import (JSON, CSV), annotation tasks\n"
+                 "  analyze   patient fingerprints, patient- and disease-specific concepts, similarity,\n"
+                 "            cross-validated diagnosis from concepts (CSV + JSON)\n"
                  "  demo      create the demo project (synthetic cohort + demo model) and run it\n"
                  "  demo-smear  write generated smear fields with known white-cell positions\n"
                  "  train-sae train a sparse autoencoder on a project's images (CytoSAE recipe)\n"
@@ -45,7 +51,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (cmd == "--version") {
-        std::printf("cytosae %s\n", CYTOSAE_VERSION);
+        std::printf("cytosae %s\n%s\n", CYTOSAE_VERSION, cytosae::model::runtimeSummary().c_str());
         return 0;
     }
     using namespace cytosae::cli;
@@ -55,6 +61,8 @@ int main(int argc, char **argv)
         return importCommand(argc, argv);
     if (cmd == "run")
         return runCommand(argc, argv);
+    if (cmd == "merge")
+        return mergeCommand(argc, argv);
     if (cmd == "stats")
         return statsCommand(argc, argv);
     if (cmd == "top")
@@ -63,6 +71,8 @@ int main(int argc, char **argv)
         return exportCommand(argc, argv);
     if (cmd == "labels")
         return labelsCommand(argc, argv);
+    if (cmd == "analyze")
+        return analyzeCommand(argc, argv);
     if (cmd == "demo-smear")
         return demoSmearCommand(argc, argv);
     if (cmd == "demo")

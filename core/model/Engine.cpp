@@ -4,8 +4,13 @@
 #include "model/VitModel.h"
 
 #include <torch/torch.h>
+#include <torch/version.h>
+#ifdef CYTOSAE_TORCH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 #include <algorithm>
+#include <utility>
 #include <thread>
 
 namespace cytosae::model {
@@ -16,9 +21,59 @@ struct Engine::Impl {
     SaeModel sae;
     c10::Device device = c10::kCPU;
     int threads = 1;
+    int maxBatch = 0; // images per forward after out-of-memory splits; 0: no limit
+    std::vector<std::string> notices;
+    std::function<Engine::InjectedFault(int, bool)> fault;
+    bool simulatedAccelerator = false;
 
+    bool onAccelerator() const { return device.is_cuda() || simulatedAccelerator; }
+    std::string deviceName() const;
+    Status moveToCpu();
     Result<std::vector<ImageActivations>> forward(const at::Tensor &pixels, const std::atomic<bool> *cancel);
 };
+
+namespace {
+
+enum class FailureKind { None, OutOfMemory, Device, Other };
+
+// What a forward attempt gave: results, or a failure classified for the fallback policy.
+struct Attempt {
+    Result<std::vector<ImageActivations>> result = Error("not run");
+    FailureKind failure = FailureKind::None;
+};
+
+bool isOutOfMemory(const std::string &what)
+{
+    // CUDA: "CUDA out of memory. Tried to allocate ..."; the CPU allocator: "DefaultCPUAllocator:
+    // not enough memory" / "can't allocate memory".
+    return what.find("out of memory") != std::string::npos || what.find("not enough memory") != std::string::npos ||
+           what.find("can't allocate memory") != std::string::npos;
+}
+
+} // namespace
+
+std::string Engine::Impl::deviceName() const
+{
+    if (simulatedAccelerator)
+        return "cuda:0 (simulated)";
+    if (device.is_cuda())
+        return "cuda:" + std::to_string(device.index() < 0 ? 0 : device.index());
+    return "cpu (" + std::to_string(threads) + " threads)";
+}
+
+Status Engine::Impl::moveToCpu()
+{
+    try {
+        vit.to(c10::Device(c10::kCPU));
+        sae.to(c10::Device(c10::kCPU));
+    } catch (const c10::Error &e) {
+        return Error(std::string("cannot move the models to the CPU: ") + e.what_without_backtrace());
+    }
+    device = c10::Device(c10::kCPU);
+    simulatedAccelerator = false;
+    maxBatch = 0;
+    return Status::success();
+}
 
 Engine::Engine(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
 Engine::~Engine() = default;
@@ -29,9 +84,40 @@ const EngineParams &Engine::params() const { return m_impl->params; }
 
 std::string Engine::deviceName() const
 {
-    if (m_impl->device.is_cuda())
-        return "cuda:" + std::to_string(m_impl->device.index() < 0 ? 0 : m_impl->device.index());
-    return "cpu (" + std::to_string(m_impl->threads) + " threads)";
+    return m_impl->deviceName();
+}
+
+std::vector<std::string> Engine::takeNotices()
+{
+    return std::exchange(m_impl->notices, {});
+}
+
+int Engine::maxBatch() const
+{
+    return m_impl->maxBatch;
+}
+
+void Engine::injectFaultsForTesting(std::function<InjectedFault(int, bool)> fault, bool simulateAccelerator)
+{
+    m_impl->fault = std::move(fault);
+    m_impl->simulatedAccelerator = simulateAccelerator && !m_impl->device.is_cuda();
+}
+
+std::string runtimeSummary()
+{
+    std::string s = "LibTorch " TORCH_VERSION;
+#ifdef CYTOSAE_TORCH_CUDA
+    s += ", built with CUDA: ";
+    try {
+        const auto n = torch::cuda::device_count();
+        s += n ? std::to_string(n) + " device(s) visible" : std::string("no device visible");
+    } catch (const c10::Error &) {
+        s += "not usable";
+    }
+#else
+    s += ", CPU only (this LibTorch has no CUDA)";
+#endif
+    return s;
 }
 
 double Engine::flopsPerImage() const
@@ -70,12 +156,30 @@ Result<std::unique_ptr<Engine>> makeEngine(VitModel vit, SaeModel sae, const Eng
         if (params.device != DeviceChoice::Cpu)
             cuda = torch::cuda::is_available();
         if (params.device == DeviceChoice::Cuda && !cuda)
-            return Error("CUDA was requested but no CUDA device is available to this LibTorch build");
+#ifdef CYTOSAE_TORCH_CUDA
+            return Error("CUDA was requested (--device cuda) but no CUDA device is visible to this process (check "
+                         "nvidia-smi and CUDA_VISIBLE_DEVICES); use --device auto to run on the CPU instead");
+#else
+            return Error("CUDA was requested (--device cuda) but this build uses a CPU-only LibTorch (" +
+                         runtimeSummary() + "); use --device auto or cpu, or build against a CUDA LibTorch "
+                         "(docs/install-cluster-gpu.md)");
+#endif
         impl->device = cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
         vit.to(impl->device);
         sae.to(impl->device);
     } catch (const c10::Error &e) {
-        return Error(std::string("cannot place the models on the device: ") + e.what_without_backtrace());
+        if (!impl->device.is_cuda())
+            return Error(std::string("cannot place the models on the device: ") + e.what_without_backtrace());
+        // The models did not fit on (or could not be copied to) the GPU: the CPU still works.
+        impl->notices.push_back(std::string("cannot place the models on cuda:0 (") + e.what_without_backtrace() +
+                                "); running on the CPU instead");
+        try {
+            impl->device = c10::Device(c10::kCPU);
+            vit.to(impl->device);
+            sae.to(impl->device);
+        } catch (const c10::Error &e2) {
+            return Error(std::string("cannot place the models on the CPU: ") + e2.what_without_backtrace());
+        }
     }
     impl->vit = std::move(vit);
     impl->sae = std::move(sae);
@@ -127,16 +231,79 @@ Result<std::vector<ImageActivations>> Engine::runPreprocessed(const float *chw, 
     const int p = vit().patchSize;
     if (height < p || width < p)
         return Error("input is " + std::to_string(height) + "x" + std::to_string(width) + ", smaller than one patch");
-    try {
-        c10::InferenceMode guard;
-        at::Tensor pixels =
-            torch::from_blob(const_cast<float *>(chw), {n, 3, height, width}, torch::kFloat).to(m_impl->device, false, true);
-        return m_impl->forward(pixels, cancel);
-    } catch (const c10::Error &e) {
-        return Error(std::string("inference failed: ") + e.what_without_backtrace());
-    } catch (const std::exception &e) {
-        return Error(std::string("inference failed: ") + e.what());
+    Impl &d = *m_impl;
+    const size_t perImage = size_t(3) * size_t(height) * size_t(width);
+
+    // One forward of `count` images from `first`, its failure classified.
+    auto attempt = [&](int first, int count) {
+        Attempt a;
+        try {
+            if (d.fault) {
+                const InjectedFault f = d.fault(count, d.onAccelerator());
+                if (f == InjectedFault::OutOfMemory)
+                    C10_THROW_ERROR(OutOfMemoryError, "CUDA out of memory. Tried to allocate 2.00 GiB (injected by a test)");
+                if (f == InjectedFault::DeviceFailure)
+                    C10_THROW_ERROR(Error, "CUDA error: an illegal memory access was encountered (injected by a test)");
+            }
+            c10::InferenceMode guard;
+            at::Tensor pixels = torch::from_blob(const_cast<float *>(chw + size_t(first) * perImage),
+                                                 {count, 3, height, width}, torch::kFloat)
+                                    .to(d.device, false, true);
+            a.result = d.forward(pixels, cancel);
+            if (!a.result)
+                a.failure = FailureKind::Other; // cancelled
+        } catch (const c10::OutOfMemoryError &e) {
+            a.result = Error(e.what_without_backtrace());
+            a.failure = FailureKind::OutOfMemory;
+        } catch (const c10::Error &e) {
+            a.result = Error(e.what_without_backtrace());
+            a.failure = isOutOfMemory(e.what_without_backtrace()) ? FailureKind::OutOfMemory
+                        : d.onAccelerator()                       ? FailureKind::Device
+                                                                  : FailureKind::Other;
+        } catch (const std::bad_alloc &) {
+            a.result = Error("out of memory");
+            a.failure = FailureKind::OutOfMemory;
+        } catch (const std::exception &e) {
+            a.result = Error(e.what());
+            a.failure = FailureKind::Other;
+        }
+        return a;
+    };
+
+    std::vector<ImageActivations> out;
+    out.reserve(size_t(n));
+    for (int done = 0; done < n;) {
+        const int count = d.maxBatch > 0 ? std::min(d.maxBatch, n - done) : n - done;
+        Attempt a = attempt(done, count);
+        if (a.result) {
+            for (auto &img : *a.result)
+                out.push_back(std::move(img));
+            done += count;
+            continue;
+        }
+        if (a.failure == FailureKind::OutOfMemory && count > 1) {
+            d.maxBatch = count / 2;
+            d.notices.push_back("out of memory on " + d.deviceName() + " with " + std::to_string(count) +
+                                " images per batch; continuing with " + std::to_string(d.maxBatch));
+#ifdef CYTOSAE_TORCH_CUDA
+            if (d.device.is_cuda())
+                c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+            continue;
+        }
+        if ((a.failure == FailureKind::OutOfMemory || a.failure == FailureKind::Device) && d.onAccelerator()) {
+            const std::string from = d.deviceName();
+            if (Status s = d.moveToCpu(); !s)
+                return Error("inference failed on " + from + " (" + a.result.message() + ") and " + s.message());
+            d.notices.push_back("CUDA failed on " + from + " (" + a.result.message() + "); continuing on the CPU, " +
+                                d.deviceName() + ", which is slower");
+            continue;
+        }
+        if (cancel && cancel->load())
+            return a.result.error();
+        return Error("inference failed: " + a.result.message());
     }
+    return out;
 }
 
 namespace {

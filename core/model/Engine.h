@@ -7,13 +7,18 @@
 // Thread safety: an Engine is loaded once and then used from one thread at a time
 // (run() is not reentrant). Loading is independent per Engine.
 // Device: CUDA when available and requested ("auto"), otherwise the CPU with one intra-op
-// thread per core.
+// thread per core. "cuda" on a LibTorch or machine without CUDA is refused at load with a
+// message saying which of the two it is. At run time the engine degrades instead of failing:
+// out of memory -> the batch is split in halves (and later batches stay at that size); any
+// other CUDA failure, or out of memory with a single image -> the models move to the CPU and
+// the batch is run again there. Each step leaves a notice (takeNotices()) for the user.
 
 #include "common/Result.h"
 #include "model/Preprocess.h"
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -113,6 +118,20 @@ public:
     // Multiply-accumulate count x2 of one image through the engine (for GFLOP/s figures).
     double flopsPerImage() const;
 
+    // Sentences for the user about degradations since the last call ("out of memory on
+    // cuda:0 with 8 images; continuing with 4 per batch", "CUDA failed ...; continuing on the
+    // CPU"), oldest first; clears them.
+    std::vector<std::string> takeNotices();
+    // Images per forward after out-of-memory splits (0: no limit).
+    int maxBatch() const;
+
+    // Test seam (no GPU is needed): before every forward `fault(images, onAccelerator)` may
+    // ask the engine to throw what a failing CUDA device throws; with simulateAccelerator the
+    // CPU device is treated (and named) as "cuda:0 (simulated)" until a fallback moves it.
+    enum class InjectedFault { None, OutOfMemory, DeviceFailure };
+    void injectFaultsForTesting(std::function<InjectedFault(int images, bool onAccelerator)> fault,
+                                bool simulateAccelerator);
+
     struct Impl;
     explicit Engine(std::unique_ptr<Impl> impl);
     Impl &impl() { return *m_impl; }
@@ -120,5 +139,8 @@ public:
 private:
     std::unique_ptr<Impl> m_impl;
 };
+
+// "LibTorch 1.13.0, CPU only" or "LibTorch 2.5.1, CUDA: 2 devices" (for --version).
+std::string runtimeSummary();
 
 } // namespace cytosae::model

@@ -95,6 +95,14 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
     const int topK = eng.params().topK;
     const double threshold = eng.params().patchThreshold;
     report.device = eng.deviceName();
+    auto passNotices = [&] {
+        for (std::string &n : eng.takeNotices()) {
+            if (options.notice)
+                options.notice(n);
+            report.notices.push_back(std::move(n));
+        }
+    };
+    passNotices();
 
     auto vitId = db->upsertModel("vit", eng.vit().sha256, options.engine.vitPath, vitConfigJson(eng.vit()));
     if (!vitId)
@@ -132,6 +140,7 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
     const size_t batchSize = size_t(std::max(1, options.batchSize));
     const size_t batches = (pending->size() + batchSize - 1) / batchSize;
     ProgressMeter meter("run", report.alreadyDone + int64_t(pending->size()), progress);
+    meter.setDetail("on " + report.device);
     meter.setAlreadyDone(report.alreadyDone);
     meter.report(report.alreadyDone);
 
@@ -208,6 +217,16 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
             const auto t0 = Clock::now();
             auto result = eng.runPreprocessed(batch->pixels.data(), int(batch->imageIds.size()), size, size, cancel);
             report.inferenceSeconds += std::chrono::duration<double>(Clock::now() - t0).count();
+            passNotices();
+            if (const std::string now = eng.deviceName(); now != report.device) {
+                // A fallback moved the run: the run's row and the progress say where it goes on.
+                report.device = now;
+                meter.setDetail("on " + now + " (after a CUDA failure)");
+                if (auto upd = db->db().prepare("UPDATE run SET device = ? WHERE id = ?")) {
+                    upd->bind(1, now).bind(2, report.runId);
+                    (void)upd->exec();
+                }
+            }
             if (!result) {
                 if (cancel && cancel->load())
                     break;
@@ -253,6 +272,17 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
     }
     report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
     return report;
+}
+
+Result<RunReport> runShard(const std::string &projectPath, const std::string &shardPath, const store::ShardSpec &spec,
+                           const RunOptions &options, const ProgressCallback &progress, const std::atomic<bool> *cancel)
+{
+    auto images = store::prepareShard(projectPath, shardPath, spec);
+    if (!images)
+        return images.error();
+    RunOptions shardOptions = options;
+    shardOptions.computeStats = false;
+    return runProject(shardPath, shardOptions, progress, cancel);
 }
 
 } // namespace cytosae::pipeline

@@ -12,8 +12,10 @@
 #include "common/Progress.h"
 #include "common/Result.h"
 #include "model/Engine.h"
+#include "store/Shards.h"
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -27,6 +29,9 @@ struct RunOptions {
     int batchSize = 8;
     int readerThreads = 1;
     bool computeStats = true;
+    // Called (on the calling thread, between batches) with each degradation the engine made:
+    // a CUDA failure that moved the run to the CPU, a batch split after running out of memory.
+    std::function<void(const std::string &)> notice;
 };
 
 struct RunReport {
@@ -39,10 +44,18 @@ struct RunReport {
     bool cancelled = false;
     double seconds = 0;
     double inferenceSeconds = 0; // time spent inside the engine
-    std::string device;
+    std::string device;               // where the run ended (after any fallback)
+    std::vector<std::string> notices; // what `notice` was told
 };
 
 Result<RunReport> runProject(const std::string &projectPath, const RunOptions &options,
                              const ProgressCallback &progress = {}, const std::atomic<bool> *cancel = nullptr);
+
+// One shard of a sharded run (see store/Shards.h): copies shard `spec` of the project's images
+// into the shard database `shardPath` (or reopens it) and runs it there like runProject, which
+// it resumes the same way. The project is only read; statistics are left to mergeShards.
+Result<RunReport> runShard(const std::string &projectPath, const std::string &shardPath, const store::ShardSpec &spec,
+                           const RunOptions &options, const ProgressCallback &progress = {},
+                           const std::atomic<bool> *cancel = nullptr);
 
 } // namespace cytosae::pipeline

@@ -922,7 +922,8 @@ Result<std::vector<float>> ProjectDb::clsOfImage(int64_t runId, int64_t imageId)
 }
 
 Result<std::vector<FingerprintEntry>> ProjectDb::patientFingerprint(int64_t runId, int64_t patientId,
-                                                                   int64_t *cellCount)
+                                                                   int64_t *cellCount,
+                                                                   const std::unordered_map<int32_t, float> &thresholds)
 {
     auto q = m_db.prepare("SELECT a.concepts FROM image i JOIN activation a ON a.image_id = i.id AND a.run_id = ? "
                           "WHERE i.patient_id = ?");
@@ -938,9 +939,11 @@ Result<std::vector<FingerprintEntry>> ProjectDb::patientFingerprint(int64_t runI
         if (!concepts)
             return concepts.error();
         ++cells;
-        for (const ImageConcept &c : *concepts)
-            if (c.patchesAbove > 0)
+        for (const ImageConcept &c : *concepts) {
+            auto t = thresholds.find(c.latent);
+            if (t == thresholds.end() ? c.patchesAbove > 0 : c.maxPatch > t->second)
                 ++counts[c.latent];
+        }
     }
     if (Status s = q->status(); !s)
         return s.error();
@@ -1105,6 +1108,48 @@ Result<std::vector<PatientRecord>> ProjectDb::patients()
     if (Status s = q->status(); !s)
         return s.error();
     return out;
+}
+
+namespace {
+// Streams (patient, image, blob) rows of one run's accepted cells through decode and fn.
+template <typename T, typename Decode, typename Fn>
+Status forEachCellBlob(Database &db, const char *sql, int64_t runId, Decode decode, const Fn &fn)
+{
+    auto q = db.prepare(sql);
+    if (!q)
+        return q.error();
+    q->bind(1, runId);
+    while (q->step()) {
+        size_t size = 0;
+        const auto *data = static_cast<const uint8_t *>(q->columnBlobData(2, size));
+        Result<T> value = decode(data, size);
+        if (!value)
+            return value.error().withContext("image " + std::to_string(q->columnInt(1)));
+        if (!fn(q->columnInt(0), q->columnInt(1), *value))
+            break;
+    }
+    return q->status();
+}
+} // namespace
+
+Status ProjectDb::forEachCellConcepts(
+    int64_t runId, const std::function<bool(int64_t, int64_t, const std::vector<ImageConcept> &)> &fn)
+{
+    return forEachCellBlob<std::vector<ImageConcept>>(
+        m_db,
+        "SELECT coalesce(i.patient_id, 0), i.id, a.concepts FROM activation a JOIN image i ON i.id = a.image_id "
+        "WHERE a.run_id = ?1 AND i.qc_status = 'ok' ORDER BY i.patient_id, i.id",
+        runId, decodeConcepts, fn);
+}
+
+Status ProjectDb::forEachCellCls(int64_t runId,
+                                 const std::function<bool(int64_t, int64_t, const std::vector<float> &)> &fn)
+{
+    return forEachCellBlob<std::vector<float>>(
+        m_db,
+        "SELECT coalesce(i.patient_id, 0), i.id, c.cls FROM activation a JOIN activation_cls c ON c.activation_id = "
+        "a.id JOIN image i ON i.id = a.image_id WHERE a.run_id = ?1 AND i.qc_status = 'ok' ORDER BY i.patient_id, i.id",
+        runId, decodeFloats, fn);
 }
 
 Result<int64_t> ProjectDb::count(const std::string &sqlCountQuery)

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -205,8 +206,10 @@ public:
     Result<TokenTopK> tokensOfImage(int64_t runId, int64_t imageId);
     Result<std::vector<TokenLatent>> conceptsOfToken(int64_t runId, int64_t imageId, int token);
     Result<std::vector<float>> clsOfImage(int64_t runId, int64_t imageId);
-    // Fraction of the patient's cells in which each latent is active (a patch above threshold).
-    Result<std::vector<FingerprintEntry>> patientFingerprint(int64_t runId, int64_t patientId, int64_t *cellCount);
+    // Fraction of the patient's cells in which each latent is active (a patch above the run's
+    // threshold, or above the latent's own validated threshold when `thresholds` has one).
+    Result<std::vector<FingerprintEntry>> patientFingerprint(int64_t runId, int64_t patientId, int64_t *cellCount,
+                                                             const std::unordered_map<int32_t, float> &thresholds = {});
     Result<std::optional<ConceptStats>> conceptStats(int64_t runId, int32_t latent);
     Result<ImageRecord> image(int64_t imageId);
     Result<float> reconError(int64_t runId, int64_t imageId);
@@ -222,6 +225,14 @@ public:
     // (mean, max over patches) of every image in which the latent fires.
     Result<std::vector<std::pair<float, float>>> latentValues(int64_t runId, int32_t latent);
     Result<std::vector<PatientRecord>> patients();
+    // Every accepted cell with results in the run, in one query ordered by patient then image:
+    // fn(patientId (0: none), imageId, its concepts); fn returns false to stop. For cohort-wide
+    // analyses (core/analysis) that must not issue one query per patient.
+    Status forEachCellConcepts(int64_t runId,
+                               const std::function<bool(int64_t, int64_t, const std::vector<ImageConcept> &)> &fn);
+    // The same for the CLS embeddings (cells without one are skipped).
+    Status forEachCellCls(int64_t runId,
+                          const std::function<bool(int64_t, int64_t, const std::vector<float> &)> &fn);
     Result<int64_t> count(const std::string &sqlCountQuery);
 
     // ---- smear fields ----

@@ -52,6 +52,12 @@ Statement &Statement::bindNull(int index)
     return *this;
 }
 
+Statement &Statement::bindColumn(int index, const Statement &from, int col)
+{
+    sqlite3_bind_value(m_stmt, index, sqlite3_column_value(from.m_stmt, col));
+    return *this;
+}
+
 bool Statement::step()
 {
     m_lastCode = sqlite3_step(m_stmt);

@@ -33,6 +33,9 @@ public:
     Statement &bind(int index, const std::string &value);
     Statement &bindBlob(int index, const void *data, size_t size);
     Statement &bindNull(int index);
+    // Binds column `col` of the current row of `from` as it is (any type): copies rows
+    // between databases without knowing their columns.
+    Statement &bindColumn(int index, const Statement &from, int col);
 
     // Advances: true while a row is available; false at the end or on error (see status()).
     bool step();

@@ -174,6 +174,9 @@ private slots:
         tick.start();
         auto *bar = w.findChild<QProgressBar *>("taskProgress");
         QTRY_VERIFY_WITH_TIMEOUT(bar->value() >= 16, 60000);
+        // The status bar says where the model runs.
+        QVERIFY2(w.findChild<QLabel *>("statusText")->text().contains("run on cpu ("),
+                 qPrintable(w.findChild<QLabel *>("statusText")->text()));
         QVERIFY2(worst < 100, qPrintable(QStringLiteral("event loop stalled for %1 ms").arg(worst)));
         w.cancelTask();
         QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, 60000);

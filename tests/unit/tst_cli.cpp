@@ -148,6 +148,25 @@ private slots:
         while (!f.atEnd())
             rows += !f.readLine().trimmed().isEmpty();
         QCOMPARE(rows, 768); // one per latent of the demo SAE
+        // The label ledger from the command line: set, list, flag, export, import elsewhere.
+        Run set = runCli({"labels", "set", project, "--latent", "5", "--label", "Auer rod", "--status", "validated",
+                          "--author", "cli-test"});
+        QVERIFY2(set.code == 0, qPrintable(set.err));
+        Run list = runCli({"labels", "list", project});
+        QCOMPARE(list.code, 0);
+        QVERIFY(list.out.contains("latent:5") && list.out.contains("Auer rod") && list.out.contains("validated"));
+        QVERIFY(!list.out.contains("free text")); // a vocabulary term
+        QCOMPARE(runCli({"labels", "flag", project, "--latent", "5", "--threshold", "0.5", "--author", "cli-test"}).code, 0);
+        QCOMPARE(runCli({"labels", "set", project, "--latent", "99999", "--label", "x"}).code, 2);
+        QCOMPARE(runCli({"labels", "set", project, "--latent", "5", "--label", "x", "--status", "approved", "--author",
+                         "a"}).code, 1);
+        const QString exported = dir.filePath("labels.json");
+        QCOMPARE(runCli({"labels", "export", project, exported}).code, 0);
+        Run imported = runCli({"labels", "import", project, exported});
+        QCOMPARE(imported.code, 0);
+        QVERIFY2(imported.out.contains("added 0 entries, 2 already present"), qPrintable(imported.out));
+        Run history = runCli({"labels", "list", project, "--history"});
+        QCOMPARE(history.out.count("latent:5"), 1); // the refused entry was not written
         // Running the demo again reuses the cohort and the finished run.
         Run again = runCli({"demo", dir.filePath("demo"), "--patients-per-group", "1", "--cells", "6"});
         QCOMPARE(again.code, 0);

@@ -1,3 +1,4 @@
+#include "io/JsonReader.h"
 #include "io/JsonWriter.h"
 #include "io/NpyWriter.h"
 
@@ -76,6 +77,7 @@ private slots:
     void jsonNumbers();
     void jsonNonFiniteIsNull();
     void jsonMisuseIsReported();
+    void jsonReaderRoundTripAndErrors();
 
 private:
     std::string spath(const QString &name) const { return m_dir.filePath(name).toStdString(); }
@@ -476,4 +478,36 @@ void TestNpyJson::jsonMisuseIsReported()
 }
 
 QTEST_APPLESS_MAIN(TestNpyJson)
+void TestNpyJson::jsonReaderRoundTripAndErrors()
+{
+    // What the writer writes, the reader reads back: strings with escapes, numbers as text.
+    std::ostringstream out;
+    cytosae::io::JsonWriter w(out, true);
+    w.beginObject().key("s").value("a\"b\\c\n\u00e9\x01").key("d").value(0.1 + 0.2).key("i").value(int64_t(-9007199254740993));
+    w.key("a").beginArray().value(true).null().beginObject().endObject().endArray().endObject();
+    QVERIFY(w.complete());
+    auto v = cytosae::io::parseJson(out.str());
+    QVERIFY2(v.ok(), v.message().c_str());
+    QCOMPARE(v->find("s")->text, std::string("a\"b\\c\n\u00e9\x01"));
+    QCOMPARE(v->find("d")->number(), 0.1 + 0.2);
+    QCOMPARE(v->find("i")->text, std::string("-9007199254740993")); // exact beyond double precision
+    QCOMPARE(int(v->find("a")->items.size()), 3);
+    QVERIFY(v->find("a")->items[1].isNull());
+    QVERIFY(!v->find("missing"));
+    // \u escapes including a surrogate pair.
+    auto u = cytosae::io::parseJson("[\"\\u00e9\\ud83d\\ude00\"]");
+    QVERIFY(u.ok());
+    QCOMPARE(u->items[0].text, std::string("\u00e9\xF0\x9F\x98\x80"));
+    // Errors say where.
+    auto bad = cytosae::io::parseJson("{\n  \"a\": [1, 2,,]\n}");
+    QVERIFY(!bad.ok());
+    QVERIFY2(bad.message().find("line 2, column") != std::string::npos, bad.message().c_str());
+    QVERIFY(!cytosae::io::parseJson("[1] x").ok());
+    QVERIFY(!cytosae::io::parseJson("\"open").ok());
+    QVERIFY(!cytosae::io::parseJson(std::string(100, '[') + std::string(100, ']')).ok()); // too deep
+    QVERIFY(!cytosae::io::parseJson("{\"a\" 1}").ok());
+    QVERIFY(!cytosae::io::parseJson("01x").ok());
+    QVERIFY(!cytosae::io::parseJson("[1]", 2).ok()); // over the size limit
+}
+
 #include "tst_npyjson.moc"

@@ -326,6 +326,14 @@ private slots:
         QCOMPARE(frac[7], 5.0 / 6.0); // image 1 has 0 patches above threshold
         QCOMPARE(frac[3], 2.0 / 6.0);
         QVERIFY(!frac.count(50));
+        // Validated per-concept thresholds replace the run's (on the cell's maximum patch).
+        auto fpT = db.patientFingerprint(*run, onlyAaa.patientId, &cells, {{7, 0.7f}, {50, 0.05f}});
+        std::map<int, double> fracT;
+        for (const auto &e : *fpT)
+            fracT[e.latent] = e.fraction;
+        QCOMPARE(fracT[7], 3.0 / 6.0); // max patches 0.8, 1.0, 1.2 exceed 0.7
+        QCOMPARE(fracT[50], 1.0);      // 0.1 everywhere exceeds 0.05
+        QCOMPARE(fracT[3], 2.0 / 6.0); // no override: the run's threshold
 
         QVERIFY(db.computeStats(*run));
         auto s7 = db.conceptStats(*run, 7);

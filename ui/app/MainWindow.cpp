@@ -3,6 +3,7 @@
 #include "annotation/AuditView.h"
 #include "review/ReviewPanel.h"
 
+#include "analysis/CohortAnalysisView.h"
 #include "app/SelectionModel.h"
 #include "cohort/CohortModel.h"
 #include "common/ImageConvert.h"
@@ -184,6 +185,7 @@ void MainWindow::buildDocks()
 
     m_concepts = new ConceptBrowser(m_selection, m_thumbnails, this);
     m_patient = new PatientSummary(m_selection, this);
+    m_analysis = new CohortAnalysisView(m_selection, this);
     m_smear = new SmearView(m_selection, this);
 
     auto *galleryBox = new QWidget(this);
@@ -230,12 +232,14 @@ void MainWindow::buildDocks()
     auto *galleryDock = dock(tr("Gallery"), QStringLiteral("galleryDock"), galleryBox, this);
     auto *patientDock = dock(tr("Patient"), QStringLiteral("patientDock"), m_patient, this);
     auto *cellDock = dock(tr("Cell"), QStringLiteral("cellDock"), cellBox, this);
+    auto *analysisDock = dock(tr("Cohort analysis"), QStringLiteral("cohortAnalysisDock"), m_analysis, this);
     addDockWidget(Qt::LeftDockWidgetArea, cohortDock);
     addDockWidget(Qt::LeftDockWidgetArea, conceptDock);
     splitDockWidget(cohortDock, conceptDock, Qt::Vertical);
     addDockWidget(Qt::RightDockWidgetArea, cellDock);
     addDockWidget(Qt::RightDockWidgetArea, patientDock);
     tabifyDockWidget(cellDock, patientDock);
+    tabifyDockWidget(patientDock, analysisDock);
     auto *smearDock = dock(tr("Smear"), QStringLiteral("smearDock"), m_smear, this);
     addDockWidget(Qt::RightDockWidgetArea, smearDock);
     tabifyDockWidget(patientDock, smearDock);
@@ -370,6 +374,7 @@ void MainWindow::reloadViews()
     m_annotations->setSession(m_session.get());
     m_audit->setSession(m_session.get());
     m_review->setSession(m_session.get());
+    m_analysis->setSession(m_session.get());
     m_smear->setSession(m_session.get());
     m_galleryModel->setItems({});
     const auto cells = m_session->db().acceptedImageCount();
@@ -456,6 +461,9 @@ void MainWindow::runModels(const QString &vitPath, const QString &saePath)
             return QString::fromStdString(r.message());
         if (r->cancelled)
             return QObject::tr("Run cancelled after %1 cells; run again to resume.").arg(r->processed + r->alreadyDone);
+        if (!r->notices.empty()) // e.g. CUDA failed and the run went on on the CPU
+            return QObject::tr("The run finished on %1, but: %2")
+                .arg(QString::fromStdString(r->device), QString::fromStdString(r->notices.back()));
         if (r->failed)
             return QObject::tr("%1 cells could not be read, e.g. %2: %3")
                 .arg(r->failed)
@@ -489,7 +497,7 @@ void MainWindow::onTaskProgress(const TaskProgress &p)
     m_progress->setRange(0, int(std::min<qint64>(p.total, INT_MAX)));
     m_progress->setValue(int(std::min<qint64>(p.done, INT_MAX)));
     m_statusText->setText(tr("%1: %2 of %3 · %4/s · ETA %5")
-                              .arg(p.stage)
+                              .arg(p.detail.isEmpty() ? p.stage : p.stage + QLatin1Char(' ') + p.detail)
                               .arg(p.done)
                               .arg(p.total)
                               .arg(p.perSecond, 0, 'f', 1)

@@ -21,6 +21,7 @@ class AuditView;
 class CellViewerPanel;
 class ReviewPanel;
 class QUndoStack;
+class CohortAnalysisView;
 class CohortModel;
 class ConceptBrowser;
 class GalleryModel;
@@ -57,6 +58,7 @@ public:
     ConceptBrowser *conceptBrowser() const { return m_concepts; }
     GalleryModel *galleryModel() const { return m_galleryModel; }
     CohortModel *cohortModel() const { return m_cohortModel; }
+    CohortAnalysisView *cohortAnalysis() const { return m_analysis; }
     SmearView *smearView() const { return m_smear; }
     QString lastMessage() const { return m_lastMessage; }
     AnnotationController *annotations() const { return m_annotations; }
@@ -87,6 +89,7 @@ private:
     QString currentConceptKey() const;
     void chooseLabel(const QString &status);
     void chooseGroupFromSelection();
+    void chooseAddToGroup();
     void chooseGroupAction(bool label);
     void chooseFlag(const QString &conceptKey);
     void chooseStartTask(const QString &kind);
@@ -124,6 +127,7 @@ private:
     CellViewerPanel *m_cellViewer;
     ConceptBrowser *m_concepts;
     PatientSummary *m_patient;
+    CohortAnalysisView *m_analysis;
     SmearView *m_smear;
     CohortModel *m_cohortModel;
     QTableView *m_cohortView;

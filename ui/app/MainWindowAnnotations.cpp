@@ -128,6 +128,8 @@ void MainWindow::buildAnnotationMenus(QMenu *edit, QMenu *file)
     concepts->addSeparator();
     menuAction(concepts, this, tr("New &Group from Selected Concepts…"), QKeySequence(tr("Ctrl+Shift+G")),
               &MainWindow::chooseGroupFromSelection, QStringLiteral("newGroupAction"));
+    menuAction(concepts, this, tr("Add Selected Concepts to a Group…"), QKeySequence(),
+               &MainWindow::chooseAddToGroup, QStringLiteral("addToGroupAction"));
     menuAction(concepts, this, tr("Label a G&roup…"), QKeySequence(), [this] { chooseGroupAction(true); },
               QStringLiteral("labelGroupAction"));
     menuAction(concepts, this, tr("Flag a Group as Pathognomonic…"), QKeySequence(), [this] { chooseGroupAction(false); },
@@ -257,6 +259,33 @@ void MainWindow::chooseGroupAction(bool label)
                        current ? current->status : QString(), this);
     if (dialog.exec() == QDialog::Accepted)
         m_annotations->setLabel({key, dialog.label(), dialog.status(), dialog.note(), {}});
+}
+
+void MainWindow::chooseAddToGroup()
+{
+    const QVector<int> selected = m_concepts->selectedLatents();
+    if (!m_session || selected.isEmpty()) {
+        showMessage(tr("Select the concepts to add in the concept table first."), true);
+        return;
+    }
+    auto groups = m_session->readLedger().groups();
+    if (!groups || groups->empty()) {
+        showMessage(tr("No concept groups yet: use Concepts ▸ New Group from Selected Concepts."), true);
+        return;
+    }
+    QStringList names;
+    for (const auto &g : *groups)
+        names << tr("%1 (v%2: %3 latents)").arg(q(g.name)).arg(g.version).arg(g.latents.size());
+    bool ok = false;
+    const QString picked = QInputDialog::getItem(this, tr("Add to Concept Group"), tr("Group:"), names, 0, false, &ok);
+    if (!ok)
+        return;
+    const auto &g = (*groups)[size_t(names.indexOf(picked))];
+    std::vector<int32_t> latents = g.latents;
+    latents.insert(latents.end(), selected.begin(), selected.end());
+    // The group's next version: the old members plus the selection.
+    if (!m_annotations->saveGroup(q(g.groupUid), q(g.name), latents).isEmpty())
+        showMessage(tr("Group \"%1\" now has version %2.").arg(q(g.name)).arg(g.version + 1));
 }
 
 bool MainWindow::flagCurrentConcept(double threshold)

@@ -382,7 +382,8 @@ QFuture<QVector<PatientConcept>> ProjectSession::loadPatientConcepts(qint64 pati
 {
     const QString path = m_path;
     const qint64 runId = m_run ? m_run->id : 0;
-    return QtConcurrent::run([path, runId, patientId]() {
+    const store::ModelHashes hashes = m_hashes;
+    return QtConcurrent::run([path, runId, patientId, hashes]() {
         QVector<PatientConcept> out;
         auto db = openReadOnly(path);
         if (!db || !runId)
@@ -390,13 +391,19 @@ QFuture<QVector<PatientConcept>> ProjectSession::loadPatientConcepts(qint64 pati
         auto pts = db->patients();
         if (!pts)
             return out;
+        // Concepts with a threshold validated by a precision check use it; the rest the run's.
+        std::unordered_map<int32_t, float> thresholds;
+        if (auto validated = store::AnnotationDb(*db).validatedThresholds(hashes))
+            for (const auto &[key, t] : *validated)
+                if (auto ref = store::ConceptRef::parse(key); ref && !ref->isGroup())
+                    thresholds[ref->latent] = float(t);
         // Per-cell-normalised frequencies of every patient (the fixed barcode of REFERENCE.md).
         std::unordered_map<int32_t, double> mine;
         std::unordered_map<int32_t, std::pair<double, double>> others; // sum, sum of squares
         int otherPatients = 0;
         for (const auto &p : *pts) {
             int64_t cells = 0;
-            auto fp = db->patientFingerprint(runId, p.id, &cells);
+            auto fp = db->patientFingerprint(runId, p.id, &cells, thresholds);
             if (!fp || cells == 0)
                 continue;
             if (p.id == patientId) {

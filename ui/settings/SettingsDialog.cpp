@@ -1,5 +1,7 @@
 #include "settings/SettingsDialog.h"
 
+#include "model/Engine.h"
+
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDialogButtonBox>
@@ -46,6 +48,9 @@ SettingsDialog::SettingsDialog(const AppSettings &current, QWidget *parent) : QD
     m_device->addItem(tr("CPU"), QStringLiteral("cpu"));
     m_device->addItem(tr("CUDA GPU"), QStringLiteral("cuda"));
     m_device->setCurrentIndex(qMax(0, m_device->findData(current.device)));
+    // Which LibTorch this is, so "CUDA GPU" on a CPU-only build is not a surprise.
+    m_device->setToolTip(tr("This build: %1. When CUDA fails during a run, the run continues on the CPU and says so.")
+                             .arg(QString::fromStdString(cytosae::model::runtimeSummary())));
     m_batch = new QSpinBox(this);
     m_batch->setObjectName(QStringLiteral("batchSpin"));
     m_batch->setRange(1, 256);

@@ -23,7 +23,8 @@ void BackgroundTask::start()
         return;
     m_thread = QThread::create([this] {
         auto report = [this](const cytosae::ProgressInfo &p) {
-            TaskProgress t{QString::fromStdString(p.stage), p.done, p.total, p.itemsPerSecond, p.etaSeconds};
+            TaskProgress t{QString::fromStdString(p.stage), p.done, p.total, p.itemsPerSecond, p.etaSeconds,
+                           QString::fromStdString(p.detail)};
             // Queued: the GUI thread receives a copy; `this` outlives the thread (destructor waits).
             QMetaObject::invokeMethod(this, [this, t] { emit progress(t); }, Qt::QueuedConnection);
         };

@@ -18,6 +18,7 @@ struct TaskProgress {
     QString stage;
     qint64 done = 0, total = 0;
     double perSecond = 0, etaSeconds = -1;
+    QString detail; // e.g. "on cuda:0" for a run
 };
 Q_DECLARE_METATYPE(TaskProgress)
 
