@@ -7,6 +7,7 @@
 #include "analysis/Cohort.h"
 #include "analysis/CohortClassifier.h"
 #include "io/JsonWriter.h"
+#include "store/AnnotationDb.h"
 #include "store/ProjectDb.h"
 
 #include <algorithm>
@@ -52,7 +53,8 @@ const char *kAnalyzeHelp =
     "  --out DIR            output folder (default: <project>-analysis next to the project)\n"
     "  --run ID             a run other than the newest\n"
     "  --threshold T        activity threshold on a concept's patch maximum (default: the run's, 0.2)\n"
-    "  --thresholds CSV     per-concept thresholds, lines 'latent,threshold' (e.g. validated ones)\n"
+    "  --thresholds CSV     per-concept thresholds, lines 'latent,threshold' (default: the\n"
+    "                       thresholds validated by precision checks in the label ledger)\n"
     "  --reference DX       patient-specific: compare with patients of this diagnosis only\n"
     "  --top N              concepts listed per patient, class or comparison (default 20)\n"
     "  --cells N            cells listed per concept (default 5)\n"
@@ -546,6 +548,20 @@ int analyzeCommand(int argc, char **argv)
         if (!t)
             return fail(t.message());
         cohortOptions.latentThresholds = std::move(t.value());
+    } else if (!args.has("--threshold")) {
+        // Thresholds validated by precision checks (cytosae labels tasks) for these models.
+        store::AnnotationDb ledger(db);
+        auto hashes = ledger.hashesOfRun(ctx.run.id);
+        auto validated = hashes ? ledger.validatedThresholds(*hashes) : Result<std::map<std::string, double>>(hashes.error());
+        if (validated && !validated->empty()) {
+            int used = 0;
+            for (const auto &[key, t] : *validated)
+                if (auto ref = store::ConceptRef::parse(key); ref && !ref->isGroup()) {
+                    cohortOptions.latentThresholds[ref->latent] = t;
+                    ++used;
+                }
+            std::printf("note: %d concepts use their validated threshold from the label ledger\n", used);
+        }
     }
     auto cohort = analysis::loadCohort(db, ctx.run, cohortOptions);
     if (!cohort)

@@ -119,12 +119,15 @@ const char *kTrainVitHelp =
 
 const char *kBuildDemoHelp =
     "Usage: cytosae build-demo-models [--out DIR] [--images N] [--vit-epochs N] [--sae-steps N]\n"
-    "                                 [--expansion N] [--l1 X] [--work DIR [--sae-only]]\n"
+    "                                 [--expansion N] [--l1 X] [--part-layer final|sae]\n"
+    "                                 [--work DIR [--sae-only]]\n"
     "\n"
     "Rebuilds the demo model from scratch, deterministically: generates a training cohort of\n"
     "synthetic cells (seed 1001; the demo project uses other seeds), trains the demo ViT on\n"
     "the cell types, then an SAE on its block -2 residuals. Writes demo_vit.pth, demo_sae.pt\n"
-    "and model_card.json into DIR (default models/demo).\n";
+    "and model_card.json into DIR (default models/demo). --part-layer sae attaches the ViT's\n"
+    "per-patch part head to the block -2 residual (the layer the SAE reads) instead of the\n"
+    "final tokens.\n";
 
 const char *kDemoHelp =
     "Usage: cytosae demo [DIR] [options]\n"
@@ -311,7 +314,8 @@ Status writeModelCard(const fs::path &dir, const train::VitTrainReport &vit, con
 
 int buildDemoModelsCommand(int argc, char **argv)
 {
-    CliArgs args({"--out", "--images", "--vit-epochs", "--sae-steps", "--threads", "--l1", "--work", "--expansion"},
+    CliArgs args({"--out", "--images", "--vit-epochs", "--sae-steps", "--threads", "--l1", "--work", "--expansion",
+                  "--part-layer"},
                  {"--help", "--sae-only"});
     if (!args.parse(argc, argv, 2))
         return usage("build-demo-models", args.error(), kBuildDemoHelp);
@@ -402,6 +406,10 @@ int buildDemoModelsCommand(int argc, char **argv)
     vo.threads = threads;
     vo.device = model::DeviceChoice::Cpu; // deterministic and the same on every machine
     vo.patchTargetCount = parts;
+    const std::string partLayer = args.value("--part-layer", "final");
+    if (partLayer != "final" && partLayer != "sae")
+        return usage("build-demo-models", "--part-layer is 'final' or 'sae', not '" + partLayer + "'", kBuildDemoHelp);
+    vo.patchHeadOnSaeLayer = partLayer == "sae";
     Result<train::VitTrainReport> vit = train::VitTrainReport{};
     if (!saeOnly) {
         vit = train::trainVitClassifier(labelled, names, vo, stderrProgress(), &interrupted);

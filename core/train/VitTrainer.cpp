@@ -148,9 +148,13 @@ Result<VitTrainReport> trainVitClassifier(const std::vector<LabelledImage> &imag
                                        : at::Tensor();
         at::Tensor lastPatchLogits;
         auto logits = [&](const at::Tensor &x) {
-            at::Tensor tokens = vit->finalNorm(vit->blocks(vit->embed(x), 0, o.depth - 1));
-            if (parts > 0)
-                lastPatchLogits = torch::linear(tokens.narrow(1, tokens.size(1) - patches, patches), head[2], head[3]);
+            at::Tensor mid = vit->blocks(vit->embed(x), 0, o.depth - 2);
+            at::Tensor tokens = vit->finalNorm(vit->blocks(mid, o.depth - 1, o.depth - 1));
+            if (parts > 0) {
+                const at::Tensor source =
+                    o.patchHeadOnSaeLayer ? torch::layer_norm(mid, {mid.size(-1)}) : tokens;
+                lastPatchLogits = torch::linear(source.narrow(1, source.size(1) - patches, patches), head[2], head[3]);
+            }
             return torch::linear(tokens.select(1, 0), head[0], head[1]);
         };
         int64_t step = 0;

@@ -43,6 +43,9 @@ struct VitTrainOptions {
     // patch holds (binary cross-entropy, weighted), besides the cell type on the CLS token.
     int patchTargetCount = 0;
     double patchLossWeight = 1.0;
+    // The part head reads the residual after block depth-2 (the layer CytoSAE's SAE reads)
+    // instead of the final-norm tokens, so that layer must itself encode the parts.
+    bool patchHeadOnSaeLayer = false;
     uint64_t seed = 7;
     int threads = 0;
     model::DeviceChoice device = model::DeviceChoice::Auto;

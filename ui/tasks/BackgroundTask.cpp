@@ -2,6 +2,12 @@
 
 #include <QMetaObject>
 
+#ifdef Q_OS_LINUX
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 BackgroundTask::BackgroundTask(QString title, Work work, QObject *parent)
     : QObject(parent), m_title(std::move(title)), m_work(std::move(work))
 {
@@ -22,6 +28,12 @@ void BackgroundTask::start()
     if (m_thread)
         return;
     m_thread = QThread::create([this] {
+#ifdef Q_OS_LINUX
+        // Linux ignores QThread priorities for ordinary threads, but a nice value is per thread
+        // and inherited by the threads this one starts (LibTorch's OpenMP pool, the run's reader
+        // and writer threads): the GUI thread then gets a core whenever it needs one.
+        setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
+#endif
         auto report = [this](const cytosae::ProgressInfo &p) {
             TaskProgress t{QString::fromStdString(p.stage), p.done, p.total, p.itemsPerSecond, p.etaSeconds,
                            QString::fromStdString(p.detail)};
