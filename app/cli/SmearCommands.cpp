@@ -41,18 +41,17 @@ const char *kImportSmearHelp =
     "  --layout L             flat (default), patient, diagnosis-patient\n"
     "  --follow-symlinks      follow symbolic links out of the folder\n";
 
-const char *kDemoSmearHelp =
-    "Usage: cytosae demo-smear DIR [options]\n"
-    "\n"
-    "Writes generated smear fields (TIFF) with known white-cell positions: red cells,\n"
-    "platelets, stain debris and synthetic white cells, some touching, at 0.14 um/pixel.\n"
-    "DIR/truth.csv lists every white cell: file, x, y, w, h, type, touching.\n"
-    "\n"
-    "Options:\n"
-    "  --count N       fields (default 3)\n"
-    "  --width W       field width in pixels (default 1536)\n"
-    "  --height H      field height in pixels (default 1024)\n"
-    "  --seed S        first seed (default 1)\n";
+const char *kDemoSmearHelp = "Usage: cytosae demo-smear DIR [options]\n"
+                             "\n"
+                             "Writes generated smear fields (TIFF) with known white-cell positions: red cells,\n"
+                             "platelets, stain debris and synthetic white cells, some touching, at 0.14 um/pixel.\n"
+                             "DIR/truth.csv lists every white cell: file, x, y, w, h, type, touching.\n"
+                             "\n"
+                             "Options:\n"
+                             "  --count N       fields (default 3)\n"
+                             "  --width W       field width in pixels (default 1536)\n"
+                             "  --height H      field height in pixels (default 1024)\n"
+                             "  --seed S        first seed (default 1)\n";
 
 int usageError(const char *cmd, const std::string &msg, const char *help)
 {
@@ -70,8 +69,8 @@ bool doubleValue(CliArgs &args, const std::string &opt, double fallback, double 
     char *end = nullptr;
     const double d = std::strtod(v.c_str(), &end);
     if (v.empty() || *end != '\0' || !(d >= lo && d <= hi)) {
-        error = opt + " expects a number between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got '" +
-                v + "'";
+        error = opt + " expects a number between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got '" + v +
+                "'";
         return false;
     }
     out = d;
@@ -162,25 +161,24 @@ int demoSmearCommand(int argc, char **argv)
         const demo::SmearLayout layout = demo::planSmearField(uint64_t(seed + i), fo);
         std::vector<uint8_t> chunk;
         int chunkY = -1, chunkRows = 0;
-        Status s = imaging::writeTiffByStrips((dir / name).string(), layout.width, layout.height,
-                                              [&](int y0, int rows, uint8_t *out) {
-                                                  if (chunkY < 0 || y0 + rows > chunkY + chunkRows) {
-                                                      chunkY = y0;
-                                                      chunkRows = std::min(512, layout.height - y0);
-                                                      chunk.resize(size_t(layout.width) * chunkRows * 3);
-                                                      demo::renderSmearRegion(layout, 0, chunkY, layout.width,
-                                                                              chunkRows, chunk.data());
-                                                  }
-                                                  std::copy_n(chunk.data() + size_t(y0 - chunkY) * layout.width * 3,
-                                                              size_t(rows) * layout.width * 3, out);
-                                              });
+        Status s = imaging::writeTiffByStrips(
+            (dir / name).string(), layout.width, layout.height, [&](int y0, int rows, uint8_t *out) {
+                if (chunkY < 0 || y0 + rows > chunkY + chunkRows) {
+                    chunkY = y0;
+                    chunkRows = std::min(512, layout.height - y0);
+                    chunk.resize(size_t(layout.width) * chunkRows * 3);
+                    demo::renderSmearRegion(layout, 0, chunkY, layout.width, chunkRows, chunk.data());
+                }
+                std::copy_n(chunk.data() + size_t(y0 - chunkY) * layout.width * 3, size_t(rows) * layout.width * 3,
+                            out);
+            });
         if (!s) {
             std::fprintf(stderr, "error: %s: %s\n", (dir / name).string().c_str(), s.message().c_str());
             return 1;
         }
         for (const auto &c : layout.whiteCells)
-            truth << name << ',' << c.x << ',' << c.y << ',' << c.w << ',' << c.h << ','
-                  << demo::cellTypeName(c.type) << ',' << (c.touching ? 1 : 0) << '\n';
+            truth << name << ',' << c.x << ',' << c.y << ',' << c.w << ',' << c.h << ',' << demo::cellTypeName(c.type)
+                  << ',' << (c.touching ? 1 : 0) << '\n';
         std::printf("%s: %dx%d, %zu white cells\n", (dir / name).string().c_str(), layout.width, layout.height,
                     layout.whiteCells.size());
     }

@@ -77,9 +77,9 @@ namespace {
 
 struct DrawnCell {
     SyntheticCell cell;
-    cv::Mat1f alpha;  // feathered white-cell mask
-    cv::Mat3f od;     // the cell's optical density
-    cv::Rect box;     // mask bounding box within the crop
+    cv::Mat1f alpha; // feathered white-cell mask
+    cv::Mat3f od;    // the cell's optical density
+    cv::Rect box;    // mask bounding box within the crop
 };
 
 DrawnCell drawWhiteCell(CellType type, uint64_t seed)
@@ -271,8 +271,10 @@ void renderSmearRegion(const SmearLayout &layout, int x0, int y0, int cols, int 
         for (size_t i = lo; i < hi; ++i) {
             const RedCell &c = plan.red[i];
             const double reach = c.r * c.aspect + 1;
-            const int bx0 = std::max(x0, int(std::floor(c.x - reach))), bx1 = std::min(x0 + cols - 1, int(std::ceil(c.x + reach)));
-            const int by0 = std::max(y0, int(std::floor(c.y - reach))), by1 = std::min(y0 + rows - 1, int(std::ceil(c.y + reach)));
+            const int bx0 = std::max(x0, int(std::floor(c.x - reach))),
+                      bx1 = std::min(x0 + cols - 1, int(std::ceil(c.x + reach)));
+            const int by0 = std::max(y0, int(std::floor(c.y - reach))),
+                      by1 = std::min(y0 + rows - 1, int(std::ceil(c.y + reach)));
             const double co = std::cos(c.orient), si = std::sin(c.orient);
             for (int y = by0; y <= by1; ++y) {
                 cv::Vec3f *row = od[y - y0];
@@ -297,8 +299,10 @@ void renderSmearRegion(const SmearLayout &layout, int x0, int y0, int cols, int 
         for (size_t i = lo; i < hi; ++i) {
             const Blob &b = plan.blobs[i];
             const double reach = b.r * b.aspect + 1;
-            const int bx0 = std::max(x0, int(std::floor(b.x - reach))), bx1 = std::min(x0 + cols - 1, int(std::ceil(b.x + reach)));
-            const int by0 = std::max(y0, int(std::floor(b.y - reach))), by1 = std::min(y0 + rows - 1, int(std::ceil(b.y + reach)));
+            const int bx0 = std::max(x0, int(std::floor(b.x - reach))),
+                      bx1 = std::min(x0 + cols - 1, int(std::ceil(b.x + reach)));
+            const int by0 = std::max(y0, int(std::floor(b.y - reach))),
+                      by1 = std::min(y0 + rows - 1, int(std::ceil(b.y + reach)));
             const double co = std::cos(b.orient), si = std::sin(b.orient);
             const cv::Vec3f target = b.debris ? plan.debrisOd : plan.plateletOd;
             for (int y = by0; y <= by1; ++y) {
@@ -345,8 +349,8 @@ void renderSmearRegion(const SmearLayout &layout, int x0, int y0, int cols, int 
         for (int x = 0; x < cols; ++x) {
             const float shared = 1.2f * hashNoise(plan.noiseSeed, x0 + x, y0 + y);
             for (int c = 0; c < 3; ++c) {
-                const float v = 255.f * std::exp(-row[x][c]) + shared +
-                                hashNoise(plan.noiseSeed + uint64_t(c) + 1, x0 + x, y0 + y);
+                const float v =
+                    255.f * std::exp(-row[x][c]) + shared + hashNoise(plan.noiseSeed + uint64_t(c) + 1, x0 + x, y0 + y);
                 dst[size_t(x) * 3 + c] = cv::saturate_cast<uint8_t>(v);
             }
         }

@@ -24,9 +24,9 @@ constexpr double kFieldMicronsPerPixel = 0.14;
 
 struct SmearFieldOptions {
     int width = 1536, height = 1024;
-    double whiteCellsPerMegapixel = 14;   // about 20 in a default field
-    double touchingFraction = 0.25;       // share of white cells placed touching another one
-    double redCellCoverage = 0.30;        // fraction of the field under red cells (before overlap)
+    double whiteCellsPerMegapixel = 14; // about 20 in a default field
+    double touchingFraction = 0.25;     // share of white cells placed touching another one
+    double redCellCoverage = 0.30;      // fraction of the field under red cells (before overlap)
     double plateletsPerMegapixel = 80;
     double debrisPerMegapixel = 30;
 };

@@ -179,8 +179,8 @@ void detectInMat(const cv::Mat3b &rgb, const CellDetectorOptions &o, OpenSides o
         const double aspect = double(std::max(box.width, box.height)) / std::max(1, std::min(box.width, box.height));
         if (aspect > o.maxAspect)
             return;
-        if ((!open.left && box.x <= 0) || (!open.top && box.y <= 0) ||
-            (!open.right && box.x + box.width >= rgb.cols) || (!open.bottom && box.y + box.height >= rgb.rows))
+        if ((!open.left && box.x <= 0) || (!open.top && box.y <= 0) || (!open.right && box.x + box.width >= rgb.cols) ||
+            (!open.bottom && box.y + box.height >= rgb.rows))
             return; // cut by the tile edge: the neighbouring tile sees it whole
         std::vector<std::vector<cv::Point>> contours;
         cv::findContours(region.clone(), contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_NONE);
@@ -292,7 +292,8 @@ Result<std::vector<CellDetection>> detectCells(const RgbImage &image, const Cell
         return Error("empty or inconsistent image");
     std::vector<CellDetection> out;
     try {
-        const cv::Mat3b rgb(image.height, image.width, reinterpret_cast<cv::Vec3b *>(const_cast<uint8_t *>(image.pixels.data())));
+        const cv::Mat3b rgb(image.height, image.width,
+                            reinterpret_cast<cv::Vec3b *>(const_cast<uint8_t *>(image.pixels.data())));
         detectInMat(rgb, options, {allowBorder, allowBorder, allowBorder, allowBorder}, out);
     } catch (const cv::Exception &e) {
         return Error(std::string("cell detection failed: ") + e.what());

@@ -33,24 +33,24 @@ namespace cytosae::imaging {
 class SmearSource;
 
 struct CellDetectorOptions {
-    double micronsPerPixel = 0.14;   // of the smear field
+    double micronsPerPixel = 0.14; // of the smear field
     // Cell crops: a square window of cropMicrons around each cell, resized to cropSize px, to
     // match the single-cell data sets (144 px at 0.14 µm/px: about 20 µm).
     double cropMicrons = 20.16;
     int cropSize = 144;
-    double minCellDiameterUm = 6.0;  // equivalent diameter of the cell region
+    double minCellDiameterUm = 6.0; // equivalent diameter of the cell region
     double maxCellDiameterUm = 25.0;
-    double minNucleusAreaUm2 = 8.0;  // platelets are 2-4 µm²
+    double minNucleusAreaUm2 = 8.0; // platelets are 2-4 µm²
     double minNucleusFraction = 0.08;
-    double maxAspect = 2.2;          // box sides
+    double maxAspect = 2.2; // box sides
     // Colour thresholds in optical density (natural log) above the background.
-    double materialOd = 0.08;        // sum over channels: anything stained
-    double nucleusGreenOd = 0.40;    // nucleus: green OD at least this ...
-    double nucleusGreenOverBlue = 0.20;  // ... and this much above blue ...
-    double nucleusGreenOverRed = 0.10;   // ... and above red
-    double redCellGreenOd = 0.20;    // red cell: green OD at least this, blue about the same,
-    double redCellMaxTexture = 0.06; // and smooth: local (7 x 7) standard deviation of green OD
-    int tileSize = 1024;             // owned tile side in pixels (a tile is read with overlap)
+    double materialOd = 0.08;           // sum over channels: anything stained
+    double nucleusGreenOd = 0.40;       // nucleus: green OD at least this ...
+    double nucleusGreenOverBlue = 0.20; // ... and this much above blue ...
+    double nucleusGreenOverRed = 0.10;  // ... and above red
+    double redCellGreenOd = 0.20;       // red cell: green OD at least this, blue about the same,
+    double redCellMaxTexture = 0.06;    // and smooth: local (7 x 7) standard deviation of green OD
+    int tileSize = 1024;                // owned tile side in pixels (a tile is read with overlap)
 };
 
 struct CellDetection {
@@ -58,7 +58,7 @@ struct CellDetection {
     double cx = 0, cy = 0;          // box centre
     int64_t area = 0;               // cell region pixels
     int64_t nucleusArea = 0;
-    float score = 0;                // solidity of the cell region (area / convex hull area), 0..1
+    float score = 0; // solidity of the cell region (area / convex hull area), 0..1
 };
 
 // One image (or tile) in memory: every cell whose box does not touch the image border unless

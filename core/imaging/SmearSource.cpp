@@ -37,7 +37,10 @@ int tiffError(TIFF *, void *user, const char *, const char *fmt, va_list ap)
     }
     return 1;
 }
-int tiffWarning(TIFF *, void *, const char *, const char *, va_list) { return 1; }
+int tiffWarning(TIFF *, void *, const char *, const char *, va_list)
+{
+    return 1;
+}
 
 TIFF *openTiff(const std::string &path, const char *mode, std::string *errors)
 {

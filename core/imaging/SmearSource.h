@@ -23,7 +23,7 @@
 namespace cytosae::imaging {
 
 struct SmearLimits {
-    int64_t maxPixels = 2'000'000'000;   // 44,000 x 44,000; TIFF only
+    int64_t maxPixels = 2'000'000'000;          // 44,000 x 44,000; TIFF only
     int64_t maxWholeDecodePixels = 400'000'000; // non-TIFF formats are decoded whole
 };
 

@@ -31,7 +31,7 @@ struct SmearImportOptions {
     std::string source;
     FolderLayout layout = FolderLayout::Flat;
     bool followSymlinks = false;
-    std::string patientCode;   // for every smear of the source (overrides the layout's)
+    std::string patientCode; // for every smear of the source (overrides the layout's)
     // Where the cell crops go; empty: "<project file>.cells" next to the project. Each smear
     // gets a sub-folder named after the file and the start of its hash.
     std::string cellsDir;
@@ -40,8 +40,8 @@ struct SmearImportOptions {
 };
 
 struct SmearImportReport {
-    int64_t found = 0;          // smear files in the source
-    int64_t added = 0;          // smears added
+    int64_t found = 0; // smear files in the source
+    int64_t added = 0; // smears added
     int64_t alreadyPresent = 0;
     int64_t rejected = 0;
     int64_t cellsAdded = 0;

@@ -71,7 +71,8 @@ int main(int argc, char **argv)
         else if (a == "--verbose")
             verbose = true;
         else {
-            std::fprintf(stderr, "usage: bench_smear [--seeds N] [--first SEED] [--big SIDE] [--dir DIR] [--keep] [--verbose] | --detect FIELD.tif\n");
+            std::fprintf(stderr, "usage: bench_smear [--seeds N] [--first SEED] [--big SIDE] [--dir DIR] [--keep] "
+                                 "[--verbose] | --detect FIELD.tif\n");
             return 2;
         }
     }
@@ -84,10 +85,11 @@ int main(int argc, char **argv)
             return 1;
         }
         int64_t cells = 0;
-        auto stats = imaging::detectCellsTiled(**source, options, [&](const imaging::CellDetection &, const imaging::RgbImage &) {
-            ++cells;
-            return true;
-        });
+        auto stats = imaging::detectCellsTiled(**source, options,
+                                               [&](const imaging::CellDetection &, const imaging::RgbImage &) {
+                                                   ++cells;
+                                                   return true;
+                                               });
         if (!stats) {
             std::fprintf(stderr, "%s\n", stats.message().c_str());
             return 1;
@@ -100,8 +102,8 @@ int main(int argc, char **argv)
     }
     std::printf("Detection on generated %dx%d fields (IoU 0.5), tiles of %d px for the tiled column\n",
                 demo::SmearFieldOptions{}.width, demo::SmearFieldOptions{}.height, 384);
-    std::printf("%6s %6s %10s %10s %8s %12s %12s %8s\n", "seed", "cells", "touching", "detected", "recall",
-                "precision", "tiled recall", "tiled prec");
+    std::printf("%6s %6s %10s %10s %8s %12s %12s %8s\n", "seed", "cells", "touching", "detected", "recall", "precision",
+                "tiled recall", "tiled prec");
     imaging::DetectionScore total, totalTiled;
     for (int s = first; s < first + seeds; ++s) {
         const demo::SmearField field = demo::generateSmearField(uint64_t(s));
@@ -117,10 +119,11 @@ int main(int argc, char **argv)
         imaging::CellDetectorOptions tiledOptions = options;
         tiledOptions.tileSize = 384;
         std::vector<imaging::CellDetection> tiled;
-        auto stats = imaging::detectCellsTiled(*source, tiledOptions, [&](const imaging::CellDetection &d, const imaging::RgbImage &) {
-            tiled.push_back(d);
-            return true;
-        });
+        auto stats = imaging::detectCellsTiled(*source, tiledOptions,
+                                               [&](const imaging::CellDetection &d, const imaging::RgbImage &) {
+                                                   tiled.push_back(d);
+                                                   return true;
+                                               });
         if (!stats) {
             std::fprintf(stderr, "%s\n", stats.message().c_str());
             return 1;
@@ -135,8 +138,8 @@ int main(int argc, char **argv)
                         best = iou, near = d;
                 if (best < 0.5)
                     std::printf("  missed %s%s at %d,%d %dx%d; best IoU %.2f (%d,%d %dx%d)\n",
-                                demo::cellTypeName(t.type), t.touching ? " (touching)" : "", t.x, t.y, t.w, t.h,
-                                best, near.x, near.y, near.w, near.h);
+                                demo::cellTypeName(t.type), t.touching ? " (touching)" : "", t.x, t.y, t.w, t.h, best,
+                                near.x, near.y, near.w, near.h);
             }
         int touching = 0;
         for (const auto &t : field.layout.whiteCells)
@@ -214,10 +217,11 @@ int main(int argc, char **argv)
     const double baseSeconds = now() - t0;
 
     std::vector<imaging::CellDetection> found;
-    auto stats = imaging::detectCellsTiled(source, options, [&](const imaging::CellDetection &d, const imaging::RgbImage &) {
-        found.push_back(d);
-        return true;
-    });
+    auto stats =
+        imaging::detectCellsTiled(source, options, [&](const imaging::CellDetection &d, const imaging::RgbImage &) {
+            found.push_back(d);
+            return true;
+        });
     if (!stats) {
         std::fprintf(stderr, "%s\n", stats.message().c_str());
         return 1;

@@ -277,9 +277,10 @@ private slots:
         fo.height = 600;
         const demo::SmearLayout layout = demo::planSmearField(2, fo);
         const std::string cut = (dir.path() + "/cut.tif").toStdString();
-        QVERIFY(imaging::writeTiffByStrips(cut, fo.width, fo.height, [&](int y0, int rows, uint8_t *out) {
-            demo::renderSmearRegion(layout, 0, y0, fo.width, rows, out);
-        }, false));
+        QVERIFY(imaging::writeTiffByStrips(
+            cut, fo.width, fo.height,
+            [&](int y0, int rows, uint8_t *out) { demo::renderSmearRegion(layout, 0, y0, fo.width, rows, out); },
+            false));
         imaging::SmearLimits tight;
         tight.maxPixels = 1000;
         auto big = imaging::SmearSource::open(cut, tight);

@@ -116,9 +116,8 @@ SmearView::SmearView(SelectionModel *selection, QWidget *parent)
     shortcut(QKeySequence::ZoomOut, [this] { zoomBy(0.8); });
     shortcut(QKeySequence(tr("Ctrl+0")), [this] { fitAll(); });
 
-    connect(m_smears, &QComboBox::activated, this, [this](int index) {
-        showSmear(m_smears->itemData(index).toLongLong());
-    });
+    connect(m_smears, &QComboBox::activated, this,
+            [this](int index) { showSmear(m_smears->itemData(index).toLongLong()); });
     connect(m_selection, &SelectionModel::latentChanged, this, [this] { requestActivations(); });
     connect(m_selection, &SelectionModel::imageChanged, this, &SmearView::onImageSelected);
     connect(&m_watchers->preview, &QFutureWatcher<QImage>::finished, this, [this] {
@@ -127,7 +126,8 @@ SmearView::SmearView(SelectionModel *selection, QWidget *parent)
             return;
         const QImage image = m_watchers->preview.result();
         if (image.isNull() || !m_pixmap) {
-            m_status->setText(tr("The smear field's image could not be read (moved or damaged?); the cell outlines are shown alone."));
+            m_status->setText(tr(
+                "The smear field's image could not be read (moved or damaged?); the cell outlines are shown alone."));
             return;
         }
         m_pixmap->setPixmap(QPixmap::fromImage(image));
@@ -181,11 +181,12 @@ void SmearView::setSession(ProjectSession *session)
         if (s.qcStatus != "ok")
             continue;
         const QString name = QFileInfo(QString::fromStdString(s.path)).fileName();
-        m_smears->addItem(tr("%1 (%2 cells%3)")
-                              .arg(name)
-                              .arg(s.cells)
-                              .arg(s.patientCode.empty() ? QString() : tr(", patient %1").arg(QString::fromStdString(s.patientCode))),
-                          QVariant::fromValue<qint64>(s.id));
+        m_smears->addItem(
+            tr("%1 (%2 cells%3)")
+                .arg(name)
+                .arg(s.cells)
+                .arg(s.patientCode.empty() ? QString() : tr(", patient %1").arg(QString::fromStdString(s.patientCode))),
+            QVariant::fromValue<qint64>(s.id));
     }
     if (m_smears->count() == 0) {
         m_status->setText(tr("No smear fields in this project (import them with 'cytosae import --smear')."));
@@ -251,7 +252,8 @@ void SmearView::loadPreview(const QString &path, int, int)
         auto preview = cytosae::imaging::readSmearPreview(**source, kPreviewMaxSide, cancel.get());
         if (!preview)
             return QImage();
-        QImage image(preview->pixels.data(), preview->width, preview->height, preview->width * 3, QImage::Format_RGB888);
+        QImage image(preview->pixels.data(), preview->width, preview->height, preview->width * 3,
+                     QImage::Format_RGB888);
         return image.copy(); // own the pixels
     }));
 }
@@ -289,8 +291,8 @@ void SmearView::applyActivations(const QHash<qint64, float> &values)
     const ColorMap map;
     for (auto it = m_cells.begin(); it != m_cells.end(); ++it) {
         const auto found = values.find(it.key());
-        const QColor c = found != values.end() && *found > 0 && top > 0 ? QColor(map.color(0.15 + 0.85 * *found / top))
-                                                                       : kSilent;
+        const QColor c =
+            found != values.end() && *found > 0 && top > 0 ? QColor(map.color(0.15 + 0.85 * *found / top)) : kSilent;
         it.value()->setPen(cellPen(c, it.key() == m_marked));
         it.value()->setZValue(found != values.end() ? 2 + double(*found) : 1);
     }
