@@ -18,6 +18,8 @@ int buildDemoModelsCommand(int argc, char **argv);
 int demoCommand(int argc, char **argv);
 int labelsCommand(int argc, char **argv);
 int analyzeCommand(int argc, char **argv);
+int importSmearCommand(int argc, char **argv); // import ... --smear
+int demoSmearCommand(int argc, char **argv);
 
 // The folder holding the bundled demo model, or empty.
 std::string findDemoModelDir();

@@ -101,7 +101,9 @@ const char *kImportHelp =
     "                      (first-level folder = patient, AML_Hehr), diagnosis-patient, flat\n"
     "  --patients CSV      patient table: patient, diagnosis, other columns kept as metadata\n"
     "  --follow-symlinks   follow symbolic links out of the folder (off by default)\n"
-    "  --threads N         decoding threads (default: all cores)\n";
+    "  --threads N         decoding threads (default: all cores)\n"
+    "  --smear             SOURCE holds whole smear fields: detect their white cells\n"
+    "                      (see 'cytosae import --smear --help')\n";
 
 const char *kRunHelp =
     "Usage: cytosae run PROJECT --vit FILE --sae FILE [options]\n"
@@ -166,6 +168,9 @@ const char *kExportHelp = "Usage: cytosae export PROJECT --what WHAT --out FILE.
 
 int importCommand(int argc, char **argv)
 {
+    for (int i = 2; i < argc; ++i)
+        if (std::string(argv[i]) == "--smear")
+            return importSmearCommand(argc, argv);
     CliArgs args({"--layout", "--patients", "--threads"}, {"--help", "--follow-symlinks"});
     int code = 0;
     if (!parseOrHelp(args, argc, argv, "import", kImportHelp, code))

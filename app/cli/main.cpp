@@ -28,6 +28,7 @@ void usage(FILE *out)
                  "  analyze   patient fingerprints, patient- and disease-specific concepts, similarity,\n"
                  "            cross-validated diagnosis from concepts (CSV + JSON)\n"
                  "  demo      create the demo project (synthetic cohort + demo model) and run it\n"
+                 "  demo-smear  write generated smear fields with known white-cell positions\n"
                  "  train-sae train a sparse autoencoder on a project's images (CytoSAE recipe)\n"
                  "  train-vit train a small DINOv2-style ViT on a project's labelled cells\n"
                  "  build-demo-models  rebuild the bundled demo model from scratch\n"
@@ -72,6 +73,8 @@ int main(int argc, char **argv)
         return labelsCommand(argc, argv);
     if (cmd == "analyze")
         return analyzeCommand(argc, argv);
+    if (cmd == "demo-smear")
+        return demoSmearCommand(argc, argv);
     if (cmd == "demo")
         return demoCommand(argc, argv);
     if (cmd == "train-sae")

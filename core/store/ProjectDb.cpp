@@ -237,6 +237,31 @@ CREATE TABLE review_signoff(
     APPEND_ONLY("concept_flag") APPEND_ONLY("concept_threshold") APPEND_ONLY("annotation_task")
     APPEND_ONLY("annotation_item") APPEND_ONLY("annotation_answer") APPEND_ONLY("review")
     APPEND_ONLY("review_signoff"),
+    // 2 -> 3: smear fields and the cells detected in them (issue 8).
+    R"SQL(
+CREATE TABLE smear(
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    sha256 TEXT,
+    file_size INTEGER,
+    width INTEGER,
+    height INTEGER,
+    microns_per_pixel REAL,
+    patient_id INTEGER REFERENCES patient(id),
+    qc_status TEXT NOT NULL CHECK (qc_status IN ('ok', 'rejected')),
+    qc_reason TEXT,
+    cells INTEGER NOT NULL DEFAULT 0,
+    detector TEXT NOT NULL DEFAULT '{}',
+    imported_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')));
+CREATE INDEX smear_patient ON smear(patient_id);
+ALTER TABLE image ADD COLUMN smear_id INTEGER REFERENCES smear(id) ON DELETE SET NULL;
+ALTER TABLE image ADD COLUMN box_x INTEGER;
+ALTER TABLE image ADD COLUMN box_y INTEGER;
+ALTER TABLE image ADD COLUMN box_w INTEGER;
+ALTER TABLE image ADD COLUMN box_h INTEGER;
+ALTER TABLE image ADD COLUMN detection_score REAL;
+CREATE INDEX image_smear ON image(smear_id);
+)SQL",
 };
 constexpr int kMigrationCount = int(sizeof(kMigrations) / sizeof(kMigrations[0]));
 #undef APPEND_ONLY
@@ -1130,6 +1155,159 @@ Status ProjectDb::forEachCellCls(int64_t runId,
 Result<int64_t> ProjectDb::count(const std::string &sqlCountQuery)
 {
     return m_db.queryInt(sqlCountQuery);
+}
+
+// ---- smear fields (schema 3) ----------------------------------------------------------------
+
+Result<std::optional<int64_t>> ProjectDb::smearIdByPath(const std::string &path)
+{
+    auto q = m_db.prepare("SELECT id FROM smear WHERE path = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, path);
+    if (q->step())
+        return std::optional<int64_t>(q->columnInt(0));
+    if (Status s = q->status(); !s)
+        return s.error();
+    return std::optional<int64_t>();
+}
+
+Result<int64_t> ProjectDb::addSmear(const NewSmear &smear, const std::vector<SmearCellLink> &cells)
+{
+    if (Status s = m_db.begin(); !s)
+        return s.error();
+    auto fail = [&](const Error &e) -> Result<int64_t> {
+        m_db.rollback();
+        return e;
+    };
+    int64_t patientId = 0;
+    if (!smear.patientCode.empty()) {
+        auto id = upsertPatient(smear.patientCode, smear.diagnosis, {});
+        if (!id)
+            return fail(id.error());
+        patientId = *id;
+    }
+    auto ins = m_db.prepare("INSERT INTO smear(path, sha256, file_size, width, height, microns_per_pixel, patient_id, "
+                            "qc_status, qc_reason, cells, detector) VALUES (?, nullif(?, ''), ?, ?, ?, ?, ?, ?, "
+                            "nullif(?, ''), ?, ?)");
+    if (!ins)
+        return fail(ins.error());
+    ins->bind(1, smear.path).bind(2, smear.sha256).bind(3, smear.fileSize).bind(4, smear.width).bind(5, smear.height);
+    ins->bind(6, smear.micronsPerPixel);
+    if (patientId)
+        ins->bind(7, patientId);
+    else
+        ins->bindNull(7);
+    ins->bind(8, std::string(smear.ok ? "ok" : "rejected")).bind(9, smear.qcReason);
+    ins->bind(10, int64_t(cells.size())).bind(11, smear.detectorJson.empty() ? std::string("{}") : smear.detectorJson);
+    if (Status s = ins->exec(); !s)
+        return fail(Error(smear.path + ": " + s.message()));
+    const int64_t smearId = m_db.lastInsertId();
+    auto link = m_db.prepare("UPDATE image SET smear_id = ?, box_x = ?, box_y = ?, box_w = ?, box_h = ?, "
+                             "detection_score = ? WHERE path = ?");
+    if (!link)
+        return fail(link.error());
+    for (const SmearCellLink &c : cells) {
+        link->reset();
+        link->bind(1, smearId).bind(2, c.x).bind(3, c.y).bind(4, c.w).bind(5, c.h).bind(6, double(c.score));
+        link->bind(7, c.imagePath);
+        if (Status s = link->exec(); !s)
+            return fail(Error(c.imagePath + ": " + s.message()));
+        if (m_db.changes() == 0)
+            return fail(Error(c.imagePath + ": cell image missing from the project"));
+    }
+    if (Status s = m_db.commit(); !s)
+        return fail(s.error());
+    return smearId;
+}
+
+namespace {
+const char *kSmearColumns = "SELECT s.id, s.path, coalesce(s.width, 0), coalesce(s.height, 0), "
+                            "coalesce(s.microns_per_pixel, 0), coalesce(s.patient_id, 0), coalesce(p.code, ''), "
+                            "s.qc_status, coalesce(s.qc_reason, ''), s.cells FROM smear s "
+                            "LEFT JOIN patient p ON p.id = s.patient_id ";
+SmearRecord readSmear(const Statement &q)
+{
+    SmearRecord r;
+    r.id = q.columnInt(0);
+    r.path = q.columnText(1);
+    r.width = int(q.columnInt(2));
+    r.height = int(q.columnInt(3));
+    r.micronsPerPixel = q.columnDouble(4);
+    r.patientId = q.columnInt(5);
+    r.patientCode = q.columnText(6);
+    r.qcStatus = q.columnText(7);
+    r.qcReason = q.columnText(8);
+    r.cells = q.columnInt(9);
+    return r;
+}
+} // namespace
+
+Result<std::vector<SmearRecord>> ProjectDb::smears()
+{
+    auto q = m_db.prepare(std::string(kSmearColumns) + "ORDER BY s.id");
+    if (!q)
+        return q.error();
+    std::vector<SmearRecord> out;
+    while (q->step())
+        out.push_back(readSmear(*q));
+    if (Status s = q->status(); !s)
+        return s.error();
+    return out;
+}
+
+Result<SmearRecord> ProjectDb::smear(int64_t smearId)
+{
+    auto q = m_db.prepare(std::string(kSmearColumns) + "WHERE s.id = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, smearId);
+    if (!q->step())
+        return Error("no smear " + std::to_string(smearId) + " in this project");
+    return readSmear(*q);
+}
+
+Result<std::vector<SmearCell>> ProjectDb::smearCells(int64_t smearId)
+{
+    auto q = m_db.prepare("SELECT id, box_x, box_y, box_w, box_h, coalesce(detection_score, 0) FROM image "
+                          "WHERE smear_id = ? ORDER BY id");
+    if (!q)
+        return q.error();
+    q->bind(1, smearId);
+    std::vector<SmearCell> out;
+    while (q->step())
+        out.push_back({q->columnInt(0), int(q->columnInt(1)), int(q->columnInt(2)), int(q->columnInt(3)),
+                       int(q->columnInt(4)), float(q->columnDouble(5))});
+    if (Status s = q->status(); !s)
+        return s.error();
+    return out;
+}
+
+Result<std::vector<std::pair<int64_t, float>>> ProjectDb::smearCellActivations(int64_t runId, int64_t smearId,
+                                                                               int32_t latent)
+{
+    auto q = m_db.prepare("SELECT c.image_id, c.max_patch FROM image_concept c JOIN image i ON i.id = c.image_id "
+                          "WHERE c.run_id = ? AND c.latent = ? AND i.smear_id = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, runId).bind(2, int64_t(latent)).bind(3, smearId);
+    std::vector<std::pair<int64_t, float>> out;
+    while (q->step())
+        out.emplace_back(q->columnInt(0), float(q->columnDouble(1)));
+    if (Status s = q->status(); !s)
+        return s.error();
+    return out;
+}
+
+Result<int64_t> ProjectDb::smearOfImage(int64_t imageId)
+{
+    auto q = m_db.prepare("SELECT coalesce(smear_id, 0) FROM image WHERE id = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, imageId);
+    if (!q->step())
+        return Error("no image " + std::to_string(imageId) + " in this project");
+    return q->columnInt(0);
 }
 
 } // namespace cytosae::store

@@ -20,7 +20,7 @@
 
 namespace cytosae::store {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 using Metadata = std::vector<std::pair<std::string, std::string>>;
 
@@ -118,6 +118,43 @@ struct ImportCounts {
     int64_t added = 0, alreadyPresent = 0, rejected = 0;
 };
 
+// Smear fields (schema 3): a smear and the cells detected in it, each cell an image row.
+struct NewSmear {
+    std::string path;
+    std::string sha256;
+    int64_t fileSize = 0;
+    int width = 0, height = 0;
+    double micronsPerPixel = 0;
+    std::string patientCode;
+    std::string diagnosis;
+    bool ok = true;
+    std::string qcReason;
+    std::string detectorJson; // detector settings, for reproducibility
+};
+
+struct SmearCellLink {
+    std::string imagePath; // the cell's crop, already added with addImages
+    int x = 0, y = 0, w = 0, h = 0; // box in smear pixels
+    float score = 0;
+};
+
+struct SmearRecord {
+    int64_t id = 0;
+    std::string path;
+    int width = 0, height = 0;
+    double micronsPerPixel = 0;
+    int64_t patientId = 0;
+    std::string patientCode;
+    std::string qcStatus, qcReason;
+    int64_t cells = 0;
+};
+
+struct SmearCell {
+    int64_t imageId = 0;
+    int x = 0, y = 0, w = 0, h = 0;
+    float score = 0;
+};
+
 class ProjectDb {
 public:
     enum class OpenMode { Create, Existing, ReadOnly };
@@ -197,6 +234,18 @@ public:
     Status forEachCellCls(int64_t runId,
                           const std::function<bool(int64_t, int64_t, const std::vector<float> &)> &fn);
     Result<int64_t> count(const std::string &sqlCountQuery);
+
+    // ---- smear fields ----
+    Result<std::optional<int64_t>> smearIdByPath(const std::string &path);
+    // One transaction: the smear row and the links of its cells (whose image rows exist).
+    Result<int64_t> addSmear(const NewSmear &smear, const std::vector<SmearCellLink> &cells);
+    Result<std::vector<SmearRecord>> smears();
+    Result<SmearRecord> smear(int64_t smearId);
+    Result<std::vector<SmearCell>> smearCells(int64_t smearId);
+    // (image, max over patches) of the smear's cells in which the latent fires.
+    Result<std::vector<std::pair<int64_t, float>>> smearCellActivations(int64_t runId, int64_t smearId, int32_t latent);
+    // The smear a cell was detected in; 0 for single-cell images.
+    Result<int64_t> smearOfImage(int64_t imageId);
 
 private:
     ProjectDb() = default;

@@ -14,6 +14,7 @@
 #include "gallery/ThumbnailLoader.h"
 #include "patient/PatientSummary.h"
 #include "settings/SettingsDialog.h"
+#include "smear/SmearView.h"
 #include "tasks/BackgroundTask.h"
 #include "viewer/CellView.h"
 #include "viewer/CellViewerPanel.h"
@@ -185,6 +186,7 @@ void MainWindow::buildDocks()
     m_concepts = new ConceptBrowser(m_selection, m_thumbnails, this);
     m_patient = new PatientSummary(m_selection, this);
     m_analysis = new CohortAnalysisView(m_selection, this);
+    m_smear = new SmearView(m_selection, this);
 
     auto *galleryBox = new QWidget(this);
     auto *gl = new QVBoxLayout(galleryBox);
@@ -238,6 +240,9 @@ void MainWindow::buildDocks()
     addDockWidget(Qt::RightDockWidgetArea, patientDock);
     tabifyDockWidget(cellDock, patientDock);
     tabifyDockWidget(patientDock, analysisDock);
+    auto *smearDock = dock(tr("Smear"), QStringLiteral("smearDock"), m_smear, this);
+    addDockWidget(Qt::RightDockWidgetArea, smearDock);
+    tabifyDockWidget(patientDock, smearDock);
     cellDock->raise();
     addDockWidget(Qt::BottomDockWidgetArea, galleryDock);
     resizeDocks({cohortDock, conceptDock}, {220, 600}, Qt::Vertical);
@@ -370,6 +375,7 @@ void MainWindow::reloadViews()
     m_audit->setSession(m_session.get());
     m_review->setSession(m_session.get());
     m_analysis->setSession(m_session.get());
+    m_smear->setSession(m_session.get());
     m_galleryModel->setItems({});
     const auto cells = m_session->db().acceptedImageCount();
     showMessage(tr("%1 cells, %2 patients. %3")

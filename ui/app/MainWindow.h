@@ -34,6 +34,7 @@ class QTableView;
 class QTableWidget;
 class QToolButton;
 class SelectionModel;
+class SmearView;
 class ThumbnailLoader;
 struct TaskProgress;
 
@@ -58,6 +59,7 @@ public:
     GalleryModel *galleryModel() const { return m_galleryModel; }
     CohortModel *cohortModel() const { return m_cohortModel; }
     CohortAnalysisView *cohortAnalysis() const { return m_analysis; }
+    SmearView *smearView() const { return m_smear; }
     QString lastMessage() const { return m_lastMessage; }
     AnnotationController *annotations() const { return m_annotations; }
     AuditView *auditView() const { return m_audit; }
@@ -126,6 +128,7 @@ private:
     ConceptBrowser *m_concepts;
     PatientSummary *m_patient;
     CohortAnalysisView *m_analysis;
+    SmearView *m_smear;
     CohortModel *m_cohortModel;
     QTableView *m_cohortView;
     GalleryModel *m_galleryModel;
