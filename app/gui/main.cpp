@@ -49,7 +49,12 @@ void scheduleScreenshots(MainWindow &w, const QString &prefix, const QString &pa
                 w.findChild<QDockWidget *>(QStringLiteral("reviewDock"))->raise();
                 QTimer::singleShot(1500, &w, [&w, prefix] {
                     w.grab().save(prefix + "-review.png");
-                    QApplication::quit();
+                    // The smear field of the selected cell, when it came from one.
+                    w.findChild<QDockWidget *>(QStringLiteral("smearDock"))->raise();
+                    QTimer::singleShot(2500, &w, [&w, prefix] {
+                        w.grab().save(prefix + "-smear.png");
+                        QApplication::quit();
+                    });
                 });
             });
         });

@@ -136,6 +136,35 @@ private slots:
         QCOMPARE(selection.imageId(), firstCell);
     }
 
+    void fieldFitsWhenShownLater()
+    {
+        // In the main window the view starts hidden (a tab of the dock area): the field must fit
+        // once the view is shown and whenever it is resized, until the user zooms.
+        QString error;
+        auto session = ProjectSession::open(m_project, &error);
+        QVERIFY2(session, qPrintable(error));
+        SelectionModel selection;
+        SmearView view(&selection);
+        view.setSession(session.get());
+        QTRY_VERIFY(view.previewLoaded());
+        view.resize(900, 700);
+        view.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&view));
+        QGraphicsView *gv = view.graphicsView();
+        // Fitted: the field touches two opposite sides of the viewport and overflows none.
+        auto fitted = [&] {
+            const QRect r = gv->mapFromScene(gv->sceneRect()).boundingRect();
+            const QSize v = gv->viewport()->size();
+            const bool inside = r.width() <= v.width() + 2 && r.height() <= v.height() + 2;
+            return inside && (r.width() >= v.width() * 0.9 || r.height() >= v.height() * 0.9);
+        };
+        QTRY_VERIFY(fitted());
+        view.resize(500, 400);
+        QTRY_VERIFY(fitted());
+        view.resize(1200, 500);
+        QTRY_VERIFY(fitted());
+    }
+
     void dockInMainWindowOpensCells()
     {
         MainWindow w;

@@ -34,10 +34,32 @@ class FieldView : public QGraphicsView {
 public:
     using QGraphicsView::QGraphicsView;
     std::function<void(qint64)> onCellClicked;
+    // While true the field follows the view's size (it starts hidden in a tabbed dock, so the
+    // first fit has no size to fit to); zooming by hand ends it, Ctrl+0 starts it again.
+    bool fitMode = true;
+    void fit()
+    {
+        if (!scene() || scene()->sceneRect().isEmpty())
+            return;
+        fitInView(scene()->sceneRect(), Qt::KeepAspectRatio);
+    }
 
 protected:
+    void resizeEvent(QResizeEvent *e) override
+    {
+        QGraphicsView::resizeEvent(e);
+        if (fitMode)
+            fit();
+    }
+    void showEvent(QShowEvent *e) override
+    {
+        QGraphicsView::showEvent(e);
+        if (fitMode)
+            fit();
+    }
     void wheelEvent(QWheelEvent *e) override
     {
+        fitMode = false;
         const double f = e->angleDelta().y() > 0 ? 1.25 : 0.8;
         setTransformationAnchor(QGraphicsView::AnchorUnderMouse);
         scale(f, f);
@@ -335,14 +357,16 @@ void SmearView::onImageSelected(qint64 imageId)
 
 void SmearView::zoomBy(double factor)
 {
+    static_cast<FieldView *>(m_view)->fitMode = false;
     m_view->setTransformationAnchor(QGraphicsView::AnchorViewCenter);
     m_view->scale(factor, factor);
 }
 
 void SmearView::fitAll()
 {
-    if (!m_scene->sceneRect().isEmpty())
-        m_view->fitInView(m_scene->sceneRect(), Qt::KeepAspectRatio);
+    auto *view = static_cast<FieldView *>(m_view);
+    view->fitMode = true;
+    view->fit();
 }
 
 QRectF SmearView::cellRect(qint64 imageId) const
