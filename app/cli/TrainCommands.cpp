@@ -138,7 +138,7 @@ const char *kDemoHelp =
     "concept statistics. Open DIR/demo.cyto in the explorer afterwards.\n"
     "\n"
     "Options:\n"
-    "  --patients-per-group N   (default 4)\n"
+    "  --patients-per-group N   (default 8)\n"
     "  --cells N                cells per patient (default 40)\n"
     "  --vit FILE --sae FILE    other models (default: the bundled demo model)\n"
     "  --seed N                 cohort seed (default 2024)\n";
@@ -461,7 +461,7 @@ int demoCommand(int argc, char **argv)
         return 0;
     }
     int perGroup = 4, cells = 40, seed = 2024, threads = 0;
-    if (!args.intValue("--patients-per-group", 4, 1, 1000, perGroup) || !args.intValue("--cells", 40, 1, 100000, cells) ||
+    if (!args.intValue("--patients-per-group", 8, 1, 1000, perGroup) || !args.intValue("--cells", 40, 1, 100000, cells) ||
         !args.intValue("--seed", 2024, 0, 1 << 30, seed) || !args.intValue("--threads", 0, 0, 1024, threads))
         return usage("demo", args.error(), kDemoHelp);
     if (args.positional().size() > 1)
