@@ -7,6 +7,7 @@
 #include "app/SelectionModel.h"
 #include "cohort/CohortModel.h"
 #include "common/ImageConvert.h"
+#include "common/MenuAction.h"
 #include "concepts/ConceptBrowser.h"
 #include "gallery/GalleryItem.h"
 #include "gallery/GalleryModel.h"
@@ -254,13 +255,7 @@ void MainWindow::buildMenus()
 {
     QMenu *file = menuBar()->addMenu(tr("&File"));
     auto add = [this](QMenu *menu, const QString &text, const QKeySequence &key, auto slot, const QString &name) {
-        QAction *a = menu->addAction(text, this, slot);
-        a->setShortcut(key);
-        a->setObjectName(name);
-        if (!key.isEmpty())
-            a->setToolTip(QStringLiteral("%1 (%2)").arg(QString(text).remove('&').remove(QStringLiteral("…")),
-                                                         key.toString(QKeySequence::NativeText)));
-        return a;
+        return addMenuAction(menu, this, text, key, slot, name);
     };
     add(file, tr("&New Project from Folder…"), QKeySequence::New, &MainWindow::chooseNewProject, "newProjectAction");
     add(file, tr("&Open Project…"), QKeySequence::Open, &MainWindow::chooseOpenProject, "openProjectAction");

@@ -12,6 +12,7 @@
 #include "concepts/ConceptBrowser.h"
 #include "concepts/ConceptTableModel.h"
 #include "gallery/GalleryModel.h"
+#include "common/MenuAction.h"
 #include "review/ReviewPanel.h"
 
 #include <QDockWidget>
@@ -28,19 +29,6 @@
 namespace {
 
 QString q(const std::string &s) { return QString::fromStdString(s); }
-
-template <typename Owner, typename Slot>
-QAction *menuAction(QMenu *menu, Owner *owner, const QString &text, const QKeySequence &key, Slot slot,
-                   const QString &name)
-{
-    QAction *a = menu->addAction(text, owner, slot);
-    a->setShortcut(key);
-    a->setObjectName(name);
-    if (!key.isEmpty())
-        a->setToolTip(QStringLiteral("%1 (%2)").arg(QString(text).remove('&').remove(QStringLiteral("…")),
-                                                     key.toString(QKeySequence::NativeText)));
-    return a;
-}
 
 } // namespace
 
@@ -108,9 +96,9 @@ void MainWindow::buildAnnotationMenus(QMenu *edit, QMenu *file)
         if (a->objectName() == QLatin1String("quitAction"))
             quit = a;
     QMenu scratch;
-    QAction *exp = menuAction(&scratch, this, tr("E&xport Annotations…"), QKeySequence(), &MainWindow::chooseExportAnnotations,
+    QAction *exp = addMenuAction(&scratch, this, tr("E&xport Annotations…"), QKeySequence(), &MainWindow::chooseExportAnnotations,
                              QStringLiteral("exportAnnotationsAction"));
-    QAction *imp = menuAction(&scratch, this, tr("Import A&nnotations…"), QKeySequence(), &MainWindow::chooseImportAnnotations,
+    QAction *imp = addMenuAction(&scratch, this, tr("Import A&nnotations…"), QKeySequence(), &MainWindow::chooseImportAnnotations,
                              QStringLiteral("importAnnotationsAction"));
     for (QAction *a : {exp, imp}) {
         a->setParent(this);
@@ -119,32 +107,32 @@ void MainWindow::buildAnnotationMenus(QMenu *edit, QMenu *file)
     file->insertSeparator(quit);
 
     QMenu *concepts = menuBar()->addMenu(tr("&Concepts"));
-    menuAction(concepts, this, tr("&Label Concept…"), QKeySequence(tr("Ctrl+L")), [this] { chooseLabel({}); },
+    addMenuAction(concepts, this, tr("&Label Concept…"), QKeySequence(tr("Ctrl+L")), [this] { chooseLabel({}); },
               QStringLiteral("labelConceptAction"));
-    menuAction(concepts, this, tr("&Validate Label"), QKeySequence(tr("Ctrl+Shift+V")),
+    addMenuAction(concepts, this, tr("&Validate Label"), QKeySequence(tr("Ctrl+Shift+V")),
               [this] { chooseLabel(QStringLiteral("validated")); }, QStringLiteral("validateLabelAction"));
-    menuAction(concepts, this, tr("Re&ject Label"), QKeySequence(tr("Ctrl+Shift+J")),
+    addMenuAction(concepts, this, tr("Re&ject Label"), QKeySequence(tr("Ctrl+Shift+J")),
               [this] { chooseLabel(QStringLiteral("rejected")); }, QStringLiteral("rejectLabelAction"));
     concepts->addSeparator();
-    menuAction(concepts, this, tr("New &Group from Selected Concepts…"), QKeySequence(tr("Ctrl+Shift+G")),
+    addMenuAction(concepts, this, tr("New &Group from Selected Concepts…"), QKeySequence(tr("Ctrl+Shift+G")),
               &MainWindow::chooseGroupFromSelection, QStringLiteral("newGroupAction"));
-    menuAction(concepts, this, tr("Add Selected Concepts to a Group…"), QKeySequence(),
+    addMenuAction(concepts, this, tr("Add Selected Concepts to a Group…"), QKeySequence(),
                &MainWindow::chooseAddToGroup, QStringLiteral("addToGroupAction"));
-    menuAction(concepts, this, tr("Label a G&roup…"), QKeySequence(), [this] { chooseGroupAction(true); },
+    addMenuAction(concepts, this, tr("Label a G&roup…"), QKeySequence(), [this] { chooseGroupAction(true); },
               QStringLiteral("labelGroupAction"));
-    menuAction(concepts, this, tr("Flag a Group as Pathognomonic…"), QKeySequence(), [this] { chooseGroupAction(false); },
+    addMenuAction(concepts, this, tr("Flag a Group as Pathognomonic…"), QKeySequence(), [this] { chooseGroupAction(false); },
               QStringLiteral("flagGroupAction"));
     concepts->addSeparator();
-    menuAction(concepts, this, tr("Flag as &Pathognomonic…"), QKeySequence(tr("Ctrl+Shift+P")),
+    addMenuAction(concepts, this, tr("Flag as &Pathognomonic…"), QKeySequence(tr("Ctrl+Shift+P")),
               [this] { chooseFlag(currentConceptKey()); }, QStringLiteral("flagConceptAction"));
     concepts->addSeparator();
-    menuAction(concepts, this, tr("Check &Precision…"), QKeySequence(tr("Ctrl+Shift+K")),
+    addMenuAction(concepts, this, tr("Check &Precision…"), QKeySequence(tr("Ctrl+Shift+K")),
               [this] { chooseStartTask(QStringLiteral("precision")); }, QStringLiteral("precisionCheckAction"));
-    menuAction(concepts, this, tr("Start &Double Annotation…"), QKeySequence(),
+    addMenuAction(concepts, this, tr("Start &Double Annotation…"), QKeySequence(),
               [this] { chooseStartTask(QStringLiteral("agreement")); }, QStringLiteral("doubleAnnotationAction"));
-    menuAction(concepts, this, tr("&Annotate a Task…"), QKeySequence(tr("Ctrl+Shift+A")), [this] { chooseOpenTask(false); },
+    addMenuAction(concepts, this, tr("&Annotate a Task…"), QKeySequence(tr("Ctrl+Shift+A")), [this] { chooseOpenTask(false); },
               QStringLiteral("annotateTaskAction"));
-    menuAction(concepts, this, tr("Ad&judicate a Task…"), QKeySequence(), [this] { chooseOpenTask(true); },
+    addMenuAction(concepts, this, tr("Ad&judicate a Task…"), QKeySequence(), [this] { chooseOpenTask(true); },
               QStringLiteral("adjudicateTaskAction"));
 }
 

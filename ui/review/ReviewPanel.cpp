@@ -182,14 +182,7 @@ void ReviewPanel::reloadQueue()
         if (m_scaleMax <= 0)
             m_scaleMax = 1;
     }
-    QVector<QPair<qint64, double>> cells;
-    QStringList captions;
-    for (const auto &c : m_candidates) {
-        cells.push_back({c.imageId, c.value});
-        captions << (c.decision ? QStringLiteral(" · ") + q(c.decision->decision) : tr(" · open"));
-    }
-    m_candidateModel->setItems(m_session ? m_session->conceptItems(cells, m_latents, m_scaleMax, captions)
-                                         : QVector<GalleryItem>());
+    refreshCandidateItems();
     loadExemplars();
     // Start at the first open candidate.
     int first = m_candidates.empty() ? -1 : 0;
@@ -199,6 +192,18 @@ void ReviewPanel::reloadQueue()
             break;
         }
     setCurrentIndex(first);
+}
+
+void ReviewPanel::refreshCandidateItems()
+{
+    QVector<QPair<qint64, double>> cells;
+    QStringList captions;
+    for (const auto &c : m_candidates) {
+        cells.push_back({c.imageId, c.value});
+        captions << (c.decision ? QStringLiteral(" · ") + q(c.decision->decision) : tr(" · open"));
+    }
+    m_candidateModel->setItems(m_session ? m_session->conceptItems(cells, m_latents, m_scaleMax, captions)
+                                         : QVector<GalleryItem>());
 }
 
 void ReviewPanel::loadExemplars()
@@ -337,14 +342,8 @@ bool ReviewPanel::decide(const QString &decision)
         return false;
     }
     m_candidates[size_t(m_index)].decision = *added;
-    QStringList captions;
-    QVector<QPair<qint64, double>> cells;
-    for (const auto &c : m_candidates) {
-        cells.push_back({c.imageId, c.value});
-        captions << (c.decision ? QStringLiteral(" · ") + q(c.decision->decision) : tr(" · open"));
-    }
     const int current = m_index;
-    m_candidateModel->setItems(m_session->conceptItems(cells, m_latents, m_scaleMax, captions));
+    refreshCandidateItems();
     emit ledgerChanged();
     // Next open candidate after this one, else stay.
     int next = current;

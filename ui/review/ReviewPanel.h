@@ -52,6 +52,7 @@ private:
     void showCurrent();
     void updateHeader();
     void loadExemplars();
+    void refreshCandidateItems(); // captions carry each candidate's decision
     const store::FlagEntry *currentFlag() const;
 
     SelectionModel *m_selection;
