@@ -822,6 +822,49 @@ Result<SignOff> AnnotationDb::signOff(int64_t runId, int64_t patientId, const Fl
     return so;
 }
 
+Result<std::map<int64_t, AnnotationDb::FlaggedCount>> AnnotationDb::flaggedCounts(int64_t runId,
+                                                                                 const std::vector<FlagEntry> &flags)
+{
+    std::map<int64_t, FlaggedCount> out;
+    if (flags.empty())
+        return out;
+    std::unordered_map<int64_t, bool> cellOpen; // flagged cell -> still open for some flag
+    for (const FlagEntry &flag : flags) {
+        auto cells = conceptCells(runId, flag.concept, 0);
+        if (!cells)
+            return cells.error();
+        auto q = m_db.prepare("SELECT DISTINCT image_id FROM review WHERE flag_uid = ?");
+        if (!q)
+            return q.error();
+        q->bind(1, flag.uid);
+        std::unordered_set<int64_t> decided;
+        while (q->step())
+            decided.insert(q->columnInt(0));
+        if (Status s = q->status(); !s)
+            return s.error();
+        for (const auto &[imageId, value] : *cells) {
+            if (value < flag.threshold)
+                break; // strongest first
+            bool &open = cellOpen[imageId];
+            open = open || !decided.count(imageId);
+        }
+    }
+    auto q = m_db.prepare("SELECT id, coalesce(patient_id, 0) FROM image WHERE qc_status = 'ok'");
+    if (!q)
+        return q.error();
+    while (q->step()) {
+        auto it = cellOpen.find(q->columnInt(0));
+        if (it == cellOpen.end())
+            continue;
+        FlaggedCount &c = out[q->columnInt(1)];
+        ++c.flagged;
+        c.open += it->second;
+    }
+    if (Status s = q->status(); !s)
+        return s.error();
+    return out;
+}
+
 Result<std::vector<SignOff>> AnnotationDb::signOffs(int64_t patientId)
 {
     std::string sql = "SELECT id, uid, flag_uid, patient_id, reviewer, at, note, candidates, confirmed, vit_sha256, "

@@ -231,6 +231,12 @@ public:
     Result<SignOff> signOff(int64_t runId, int64_t patientId, const FlagEntry &flag, const std::string &reviewer,
                             const std::string &note = {});
     Result<std::vector<SignOff>> signOffs(int64_t patientId = 0);
+    // Per patient: cells at or above any of the flags' thresholds, and how many of those still
+    // wait for a decision on at least one flag (for the cohort view).
+    struct FlaggedCount {
+        int64_t flagged = 0, open = 0;
+    };
+    Result<std::map<int64_t, FlaggedCount>> flaggedCounts(int64_t runId, const std::vector<FlagEntry> &flags);
 
     // ---- audit ----
     // Newest first: labels, group versions, flags, thresholds, tasks, review decisions and

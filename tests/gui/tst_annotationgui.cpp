@@ -7,6 +7,7 @@
 #include "annotation/AuditView.h"
 #include "app/MainWindow.h"
 #include "app/SelectionModel.h"
+#include "cohort/CohortModel.h"
 #include "concepts/ConceptBrowser.h"
 #include "concepts/ConceptTableModel.h"
 #include "gallery/GalleryModel.h"
@@ -231,6 +232,12 @@ private slots:
         QVERIFY(review->cellView()->hasOverlay());
         QVERIFY(review->exemplarModel()->rowCount() >= 0);
 
+        // The cohort view counts the patient's flagged cells, all open.
+        auto *cohort = w.findChild<CohortModel *>();
+        QVERIFY(cohort);
+        const int row = cohort->rowOfPatient(w.selection()->patientId());
+        QTRY_COMPARE(cohort->data(cohort->index(row, CohortModel::Flagged), Qt::DisplayRole).toString(),
+                     QString("%1 (%1 open)").arg(n));
         // Sign-off is refused while a candidate is open.
         QVERIFY(!review->signOff());
         QVERIFY2(w.lastMessage().contains("no decision"), qPrintable(w.lastMessage()));
@@ -246,6 +253,8 @@ private slots:
         QCOMPARE(decided, n);
         QCOMPARE(confirmed, 1);
         QVERIFY2(review->signOff(), qPrintable(w.lastMessage()));
+        QTRY_COMPARE(cohort->data(cohort->index(row, CohortModel::Flagged), Qt::DisplayRole).toString(),
+                     QString::number(n)); // all decided
         auto signOffs = w.session()->readLedger().signOffs(w.selection()->patientId());
         QCOMPARE(signOffs->size(), size_t(1));
         QCOMPARE(signOffs->front().confirmed, int64_t(1));

@@ -369,6 +369,7 @@ void MainWindow::reloadViews()
     m_annotations->setSession(m_session.get());
     m_audit->setSession(m_session.get());
     m_review->setSession(m_session.get());
+    updateFlagCounts();
     m_analysis->setSession(m_session.get());
     m_smear->setSession(m_session.get());
     m_galleryModel->setItems({});

@@ -97,6 +97,8 @@ private:
     void chooseExportAnnotations();
     void chooseImportAnnotations();
     void onLabelChanged(const QString &conceptKey);
+    // Flagged-cell counts per patient for the cohort view, on a pool thread.
+    void updateFlagCounts();
     void startTask(BackgroundTask *task);
     void onTaskProgress(const TaskProgress &p);
     void onTaskFinished(bool ok, const QString &message);
@@ -155,4 +157,5 @@ private:
     AnnotationController *m_annotations = nullptr;
     AuditView *m_audit = nullptr;
     ReviewPanel *m_review = nullptr;
+    QFutureWatcher<QHash<qint64, QPair<qint64, qint64>>> m_flagCountWatcher;
 };

@@ -10,6 +10,7 @@
 #include "annotation/Exchange.h"
 #include "annotation/LabelDialog.h"
 #include "concepts/ConceptBrowser.h"
+#include "cohort/CohortModel.h"
 #include "concepts/ConceptTableModel.h"
 #include "gallery/GalleryModel.h"
 #include "common/MenuAction.h"
@@ -23,6 +24,7 @@
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QUndoStack>
+#include <QtConcurrent/QtConcurrent>
 
 #include <random>
 
@@ -76,6 +78,12 @@ void MainWindow::buildAnnotationDocks()
     connect(m_review, &ReviewPanel::failed, this, [this](const QString &m) { showMessage(m, true); });
     connect(m_review, &ReviewPanel::message, this, [this](const QString &m) { showMessage(m); });
     connect(m_review, &ReviewPanel::ledgerChanged, m_audit, &AuditView::refresh);
+    connect(m_review, &ReviewPanel::ledgerChanged, this, &MainWindow::updateFlagCounts);
+    connect(m_annotations, &AnnotationController::flagsChanged, this, &MainWindow::updateFlagCounts);
+    connect(&m_flagCountWatcher, &QFutureWatcher<QHash<qint64, QPair<qint64, qint64>>>::finished, this, [this] {
+        if (m_flagCountWatcher.future().resultCount() > 0)
+            m_cohortModel->setFlagCounts(m_flagCountWatcher.result());
+    });
 }
 
 void MainWindow::buildAnnotationMenus(QMenu *edit, QMenu *file)
@@ -140,6 +148,31 @@ QString MainWindow::currentConceptKey() const
 {
     const int latent = m_selection->latent();
     return latent >= 0 ? QString::fromStdString(store::ConceptRef::ofLatent(latent).key()) : QString();
+}
+
+void MainWindow::updateFlagCounts()
+{
+    if (!m_session || !m_session->hasRun()) {
+        m_cohortModel->setFlagCounts({});
+        return;
+    }
+    const QString path = m_session->path();
+    const qint64 runId = m_session->run().id;
+    const store::ModelHashes hashes = m_session->modelHashes();
+    m_flagCountWatcher.setFuture(QtConcurrent::run([path, runId, hashes] {
+        QHash<qint64, QPair<qint64, qint64>> out;
+        auto db = store::ProjectDb::open(path.toStdString(), store::ProjectDb::OpenMode::ReadOnly);
+        if (!db)
+            return out;
+        store::AnnotationDb ledger(*db);
+        auto flags = ledger.activeFlags(hashes);
+        if (!flags)
+            return out;
+        if (auto counts = ledger.flaggedCounts(runId, *flags))
+            for (const auto &[patient, c] : *counts)
+                out.insert(patient, {c.flagged, c.open});
+        return out;
+    }));
 }
 
 void MainWindow::onLabelChanged(const QString &conceptKey)

@@ -7,6 +7,13 @@ void CohortModel::setPatients(QVector<store::PatientRecord> patients)
     endResetModel();
 }
 
+void CohortModel::setFlagCounts(const QHash<qint64, QPair<qint64, qint64>> &counts)
+{
+    m_flags = counts;
+    if (!m_patients.isEmpty())
+        emit dataChanged(index(0, Flagged), index(int(m_patients.size()) - 1, Flagged));
+}
+
 int CohortModel::rowOfPatient(qint64 id) const
 {
     for (int i = 0; i < m_patients.size(); ++i)
@@ -25,7 +32,10 @@ QVariant CohortModel::data(const QModelIndex &index, int role) const
     const auto &p = m_patients[index.row()];
     if (role == PatientIdRole)
         return QVariant::fromValue<qint64>(p.id);
-    if (role == Qt::TextAlignmentRole && index.column() == Cells)
+    if (role == Qt::ToolTipRole && index.column() == Flagged)
+        return tr("Cells at or above a pathognomonic flag's threshold; in brackets those still waiting for a "
+                  "decision in the Review tab");
+    if (role == Qt::TextAlignmentRole && (index.column() == Cells || index.column() == Flagged))
         return QVariant(Qt::AlignRight | Qt::AlignVCenter);
     if (role != Qt::DisplayRole && role != SortRole)
         return {};
@@ -33,6 +43,14 @@ QVariant CohortModel::data(const QModelIndex &index, int role) const
     case Code: return QString::fromStdString(p.code);
     case Diagnosis: return p.diagnosis.empty() ? (role == SortRole ? QString() : tr("–")) : QString::fromStdString(p.diagnosis);
     case Cells: return QVariant::fromValue<qint64>(p.cells);
+    case Flagged: {
+        const auto f = m_flags.value(p.id, {0, 0});
+        if (role == SortRole)
+            return QVariant::fromValue<qint64>(f.second * 1000000 + f.first); // open ones first
+        if (f.first == 0)
+            return QString();
+        return f.second ? tr("%1 (%2 open)").arg(f.first).arg(f.second) : QString::number(f.first);
+    }
     }
     return {};
 }
@@ -45,6 +63,7 @@ QVariant CohortModel::headerData(int section, Qt::Orientation orientation, int r
     case Code: return tr("Patient");
     case Diagnosis: return tr("Diagnosis");
     case Cells: return tr("Cells");
+    case Flagged: return tr("Flagged");
     }
     return {};
 }
