@@ -232,6 +232,11 @@ private slots:
         QVERIFY(review->cellView()->hasOverlay());
         QVERIFY(review->exemplarModel()->rowCount() >= 0);
 
+        // The cell dock says why the open cell is flagged.
+        auto *why = w.findChild<QLabel *>("whyFlagged");
+        QVERIFY(why);
+        QTRY_VERIFY(why->isVisible());
+        QVERIFY2(why->text().contains("not reviewed yet"), qPrintable(why->text()));
         // The cohort view counts the patient's flagged cells, all open.
         auto *cohort = w.findChild<CohortModel *>();
         QVERIFY(cohort);
@@ -255,6 +260,7 @@ private slots:
         QVERIFY2(review->signOff(), qPrintable(w.lastMessage()));
         QTRY_COMPARE(cohort->data(cohort->index(row, CohortModel::Flagged), Qt::DisplayRole).toString(),
                      QString::number(n)); // all decided
+        QVERIFY2(why->text().contains("by dr.review"), qPrintable(why->text()));
         auto signOffs = w.session()->readLedger().signOffs(w.selection()->patientId());
         QCOMPARE(signOffs->size(), size_t(1));
         QCOMPARE(signOffs->front().confirmed, int64_t(1));

@@ -223,7 +223,12 @@ void MainWindow::buildDocks()
     m_patchConcepts = new QLabel(tr("Hover a patch to see its strongest concepts."), cellBox);
     m_patchConcepts->setObjectName(QStringLiteral("patchConcepts"));
     m_patchConcepts->setWordWrap(true);
+    m_whyFlagged = new QLabel(cellBox);
+    m_whyFlagged->setObjectName(QStringLiteral("whyFlagged"));
+    m_whyFlagged->setWordWrap(true);
+    m_whyFlagged->hide();
     cl->addWidget(m_cellHeader);
+    cl->addWidget(m_whyFlagged);
     cl->addWidget(new QLabel(tr("Concepts of this cell (image-level activation)"), cellBox));
     cl->addWidget(m_cellConcepts, 1);
     cl->addWidget(m_patchConcepts);
@@ -550,6 +555,7 @@ void MainWindow::showCell(qint64 imageId)
     const QString path = cell->path;
     m_imageWatcher.setFuture(QtConcurrent::run([path] { return loadCellImage(path); }));
     updateCellConcepts();
+    updateWhyFlagged(imageId);
 }
 
 void MainWindow::updateCellConcepts()

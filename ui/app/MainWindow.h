@@ -99,6 +99,9 @@ private:
     void onLabelChanged(const QString &conceptKey);
     // Flagged-cell counts per patient for the cohort view, on a pool thread.
     void updateFlagCounts();
+    // The cell dock's "why flagged" line: which pathognomonic flags the cell reaches, how
+    // strongly, and the review decision so far.
+    void updateWhyFlagged(qint64 imageId);
     void startTask(BackgroundTask *task);
     void onTaskProgress(const TaskProgress &p);
     void onTaskFinished(bool ok, const QString &message);
@@ -139,6 +142,7 @@ private:
     QTableWidget *m_cellConcepts;
     QLabel *m_cellHeader;
     QLabel *m_patchConcepts;
+    QLabel *m_whyFlagged = nullptr;
     QMenu *m_recentMenu = nullptr;
     QMenu *m_viewMenu = nullptr;
     QProgressBar *m_progress;

@@ -20,6 +20,7 @@
 #include <QFileInfo>
 #include <QFileDialog>
 #include <QInputDialog>
+#include <QLabel>
 #include <QMenu>
 #include <QMenuBar>
 #include <QMessageBox>
@@ -79,6 +80,8 @@ void MainWindow::buildAnnotationDocks()
     connect(m_review, &ReviewPanel::message, this, [this](const QString &m) { showMessage(m); });
     connect(m_review, &ReviewPanel::ledgerChanged, m_audit, &AuditView::refresh);
     connect(m_review, &ReviewPanel::ledgerChanged, this, &MainWindow::updateFlagCounts);
+    connect(m_review, &ReviewPanel::ledgerChanged, this, [this] { updateWhyFlagged(m_selection->imageId()); });
+    connect(m_annotations, &AnnotationController::flagsChanged, this, [this] { updateWhyFlagged(m_selection->imageId()); });
     connect(m_annotations, &AnnotationController::flagsChanged, this, &MainWindow::updateFlagCounts);
     connect(&m_flagCountWatcher, &QFutureWatcher<QHash<qint64, QPair<qint64, qint64>>>::finished, this, [this] {
         if (m_flagCountWatcher.future().resultCount() > 0)
@@ -173,6 +176,38 @@ void MainWindow::updateFlagCounts()
                 out.insert(patient, {c.flagged, c.open});
         return out;
     }));
+}
+
+void MainWindow::updateWhyFlagged(qint64 imageId)
+{
+    QStringList lines;
+    if (m_session && m_session->hasRun() && imageId) {
+        store::AnnotationDb ledger = m_session->readLedger();
+        auto flags = ledger.activeFlags(m_session->modelHashes());
+        QHash<int, float> maxPatch;
+        for (const auto &c : m_session->conceptsOfCell(imageId))
+            maxPatch.insert(c.latent, c.maxPatch);
+        if (flags)
+            for (const auto &f : *flags) {
+                float value = 0;
+                for (int32_t l : m_session->latentsOf(q(f.concept)))
+                    value = std::max(value, maxPatch.value(l, 0.f));
+                if (value < f.threshold || value <= 0)
+                    continue;
+                QString decision = tr("not reviewed yet");
+                if (auto queue = ledger.reviewQueue(m_session->run().id, m_session->db().image(imageId)->patientId, f))
+                    for (const auto &c : *queue)
+                        if (c.imageId == imageId && c.decision)
+                            decision = tr("%1 by %2").arg(q(c.decision->decision), q(c.decision->reviewer));
+                lines << tr("<b>Flagged</b>: %1 reaches %2 (threshold %3): %4")
+                             .arg(m_session->conceptTitle(q(f.concept)).toHtmlEscaped())
+                             .arg(double(value), 0, 'f', 3)
+                             .arg(f.threshold, 0, 'f', 3)
+                             .arg(decision);
+            }
+    }
+    m_whyFlagged->setText(lines.join(QStringLiteral("<br>")));
+    m_whyFlagged->setVisible(!lines.isEmpty());
 }
 
 void MainWindow::onLabelChanged(const QString &conceptKey)
