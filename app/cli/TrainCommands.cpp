@@ -60,7 +60,8 @@ model::DeviceChoice deviceOf(const std::string &s, bool &ok)
 // Accepted image paths (and class labels) of a project.
 Result<std::vector<std::pair<std::string, std::string>>> projectImages(const std::string &project)
 {
-    auto db = store::ProjectDb::open(project, store::ProjectDb::OpenMode::ReadOnly);
+    // Opened for writing so that a project of an older schema is upgraded; only read here.
+    auto db = store::ProjectDb::open(project, store::ProjectDb::OpenMode::Existing);
     if (!db)
         return db.error().withContext(project);
     auto q = db->db().prepare("SELECT path, coalesce(class, '') FROM image WHERE qc_status = 'ok' ORDER BY id");
@@ -120,6 +121,7 @@ const char *kTrainVitHelp =
 const char *kBuildDemoHelp =
     "Usage: cytosae build-demo-models [--out DIR] [--images N] [--vit-epochs N] [--sae-steps N]\n"
     "                                 [--expansion N] [--l1 X] [--part-layer final|sae]\n"
+    "                                 [--part-weight X]\n"
     "                                 [--work DIR [--sae-only]]\n"
     "\n"
     "Rebuilds the demo model from scratch, deterministically: generates a training cohort of\n"
@@ -127,7 +129,7 @@ const char *kBuildDemoHelp =
     "the cell types, then an SAE on its block -2 residuals. Writes demo_vit.pth, demo_sae.pt\n"
     "and model_card.json into DIR (default models/demo). --part-layer sae attaches the ViT's\n"
     "per-patch part head to the block -2 residual (the layer the SAE reads) instead of the\n"
-    "final tokens.\n";
+    "final tokens; --part-weight scales its loss against the cell-type loss (default 1).\n";
 
 const char *kDemoHelp =
     "Usage: cytosae demo [DIR] [options]\n"
@@ -315,7 +317,7 @@ Status writeModelCard(const fs::path &dir, const train::VitTrainReport &vit, con
 int buildDemoModelsCommand(int argc, char **argv)
 {
     CliArgs args({"--out", "--images", "--vit-epochs", "--sae-steps", "--threads", "--l1", "--work", "--expansion",
-                  "--part-layer"},
+                  "--part-layer", "--part-weight"},
                  {"--help", "--sae-only"});
     if (!args.parse(argc, argv, 2))
         return usage("build-demo-models", args.error(), kBuildDemoHelp);
@@ -330,6 +332,12 @@ int buildDemoModelsCommand(int argc, char **argv)
     double l1 = 1e-3;
     if (args.has("--l1") && !parseDouble(args.value("--l1"), l1))
         return usage("build-demo-models", "--l1 needs a number", kBuildDemoHelp);
+    const std::string partLayer = args.value("--part-layer", "final");
+    if (partLayer != "final" && partLayer != "sae")
+        return usage("build-demo-models", "--part-layer is 'final' or 'sae', not '" + partLayer + "'", kBuildDemoHelp);
+    double partWeight = 1.0;
+    if (args.has("--part-weight") && (!parseDouble(args.value("--part-weight"), partWeight) || !(partWeight >= 0)))
+        return usage("build-demo-models", "--part-weight needs a number >= 0", kBuildDemoHelp);
     const fs::path out = args.value("--out", "models/demo");
     std::error_code ec;
     fs::create_directories(out, ec);
@@ -406,10 +414,8 @@ int buildDemoModelsCommand(int argc, char **argv)
     vo.threads = threads;
     vo.device = model::DeviceChoice::Cpu; // deterministic and the same on every machine
     vo.patchTargetCount = parts;
-    const std::string partLayer = args.value("--part-layer", "final");
-    if (partLayer != "final" && partLayer != "sae")
-        return usage("build-demo-models", "--part-layer is 'final' or 'sae', not '" + partLayer + "'", kBuildDemoHelp);
     vo.patchHeadOnSaeLayer = partLayer == "sae";
+    vo.patchLossWeight = partWeight;
     Result<train::VitTrainReport> vit = train::VitTrainReport{};
     if (!saeOnly) {
         vit = train::trainVitClassifier(labelled, names, vo, stderrProgress(), &interrupted);
