@@ -44,6 +44,22 @@ ModelHashes hashesAt(const Statement &q, int col) { return {q.columnText(col), q
 
 bool validAnswer(const std::string &a) { return a == "hit" || a == "miss"; }
 
+// Columns: id, uid, flag_uid, image_id, decision, reviewer, at, note.
+constexpr const char *kReviewColumns = "SELECT id, uid, flag_uid, image_id, decision, reviewer, at, note FROM review ";
+ReviewEntry readReview(const Statement &q)
+{
+    ReviewEntry r;
+    r.id = q.columnInt(0);
+    r.uid = q.columnText(1);
+    r.flagUid = q.columnText(2);
+    r.imageId = q.columnInt(3);
+    r.decision = q.columnText(4);
+    r.reviewer = q.columnText(5);
+    r.at = q.columnText(6);
+    r.note = q.columnText(7);
+    return r;
+}
+
 } // namespace
 
 // ---- concept references ------------------------------------------------------------------
@@ -713,22 +729,14 @@ Result<std::vector<ReviewCandidate>> AnnotationDb::reviewQueue(int64_t runId, in
     auto cells = conceptCells(runId, flag.concept, patientId);
     if (!cells)
         return cells.error();
-    auto q = m_db.prepare("SELECT id, uid, flag_uid, image_id, decision, reviewer, at, note FROM review "
+    auto q = m_db.prepare(std::string(kReviewColumns) +
                           "WHERE id IN (SELECT max(id) FROM review WHERE flag_uid = ? GROUP BY image_id)");
     if (!q)
         return q.error();
     q->bind(1, flag.uid);
     std::unordered_map<int64_t, ReviewEntry> decided;
     while (q->step()) {
-        ReviewEntry r;
-        r.id = q->columnInt(0);
-        r.uid = q->columnText(1);
-        r.flagUid = q->columnText(2);
-        r.imageId = q->columnInt(3);
-        r.decision = q->columnText(4);
-        r.reviewer = q->columnText(5);
-        r.at = q->columnText(6);
-        r.note = q->columnText(7);
+        ReviewEntry r = readReview(*q);
         decided[r.imageId] = std::move(r);
     }
     if (Status s = q->status(); !s)
@@ -743,6 +751,19 @@ Result<std::vector<ReviewCandidate>> AnnotationDb::reviewQueue(int64_t runId, in
         out.push_back(std::move(c));
     }
     return out;
+}
+
+Result<std::optional<ReviewEntry>> AnnotationDb::latestReview(const std::string &flagUid, int64_t imageId)
+{
+    auto q = m_db.prepare(std::string(kReviewColumns) + "WHERE flag_uid = ? AND image_id = ? ORDER BY id DESC LIMIT 1");
+    if (!q)
+        return q.error();
+    q->bind(1, flagUid).bind(2, imageId);
+    if (q->step())
+        return std::optional<ReviewEntry>(readReview(*q));
+    if (Status s = q->status(); !s)
+        return s.error();
+    return std::optional<ReviewEntry>();
 }
 
 Result<ReviewEntry> AnnotationDb::appendReview(ReviewEntry r)

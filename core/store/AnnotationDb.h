@@ -227,6 +227,8 @@ public:
     // above the flag's threshold, strongest first, each with its newest decision.
     Result<std::vector<ReviewCandidate>> reviewQueue(int64_t runId, int64_t patientId, const FlagEntry &flag);
     Result<ReviewEntry> appendReview(ReviewEntry review);
+    // The newest decision on one cell for one flag (an index lookup), if any.
+    Result<std::optional<ReviewEntry>> latestReview(const std::string &flagUid, int64_t imageId);
     // Refused while any candidate has no decision.
     Result<SignOff> signOff(int64_t runId, int64_t patientId, const FlagEntry &flag, const std::string &reviewer,
                             const std::string &note = {});

@@ -5,6 +5,7 @@
 #include "annotation/AnnotationController.h"
 #include "annotation/AnnotationSessionDialog.h"
 #include "annotation/AuditView.h"
+#include "DemoProject.h"
 #include "app/MainWindow.h"
 #include "app/SelectionModel.h"
 #include "cohort/CohortModel.h"
@@ -32,31 +33,6 @@
 #include <QtTest>
 
 namespace {
-const QString kFix = QStringLiteral(CYTOSAE_TEST_DATA "/fixtures/");
-
-QString makeProject(const QString &dir)
-{
-    using namespace cytosae;
-    const QString cohort = dir + "/cohort";
-    auto written = demo::writeDemoCohort(cohort.toStdString(), demo::demoCohort(1, 8, 5), {});
-    if (!written)
-        qFatal("%s", written.message().c_str());
-    const QString project = dir + "/p.cyto";
-    auto db = store::ProjectDb::open(project.toStdString(), store::ProjectDb::OpenMode::Create);
-    pipeline::ImportOptions io;
-    io.source = (cohort + "/manifest.csv").toStdString();
-    io.patientTable = (cohort + "/patients.csv").toStdString();
-    if (!db || !pipeline::importImages(*db, io))
-        qFatal("import failed");
-    pipeline::RunOptions ro;
-    ro.engine.vitPath = (kFix + "tiny_dinobloom.pth").toStdString();
-    ro.engine.saePath = (kFix + "final_sparse_autoencoder_dinov2_vitb14_-2_resid_256.pt").toStdString();
-    ro.engine.device = model::DeviceChoice::Cpu;
-    auto r = pipeline::runProject(project.toStdString(), ro);
-    if (!r)
-        qFatal("%s", r.message().c_str());
-    return project;
-}
 
 void setAnnotator(const QString &name)
 {
@@ -96,7 +72,7 @@ private slots:
         QVERIFY(m_dir.isValid());
         QStandardPaths::setTestModeEnabled(true);
         QSettings().clear();
-        m_project = makeProject(m_dir.path());
+        m_project = makeDemoProject(m_dir.path(), 1, 8, true);
     }
 
     void labelWithUndoRedoAndAudit()

@@ -3,6 +3,7 @@
 // viewer controls, a run in the background that keeps the GUI responsive and can be
 // cancelled, and every item model through QAbstractItemModelTester.
 
+#include "DemoProject.h"
 #include "app/MainWindow.h"
 #include "app/SelectionModel.h"
 #include "cohort/CohortModel.h"
@@ -36,35 +37,8 @@
 #include <QtTest>
 
 namespace {
-const QString kFix = QStringLiteral(CYTOSAE_TEST_DATA "/fixtures/");
-const QString kVit = kFix + "tiny_dinobloom.pth";
-const QString kSae = kFix + "final_sparse_autoencoder_dinov2_vitb14_-2_resid_256.pt";
-
-QString makeProject(const QString &dir, int perGroup, int cells, bool run)
-{
-    using namespace cytosae;
-    const QString cohort = dir + "/cohort";
-    auto written = demo::writeDemoCohort(cohort.toStdString(), demo::demoCohort(perGroup, cells, 5), {});
-    if (!written)
-        qFatal("%s", written.message().c_str());
-    const QString project = dir + "/p.cyto";
-    auto db = store::ProjectDb::open(project.toStdString(), store::ProjectDb::OpenMode::Create);
-    pipeline::ImportOptions io;
-    io.source = (cohort + "/manifest.csv").toStdString();
-    io.patientTable = (cohort + "/patients.csv").toStdString();
-    if (!db || !pipeline::importImages(*db, io))
-        qFatal("import failed");
-    if (run) {
-        pipeline::RunOptions ro;
-        ro.engine.vitPath = kVit.toStdString();
-        ro.engine.saePath = kSae.toStdString();
-        ro.engine.device = model::DeviceChoice::Cpu;
-        auto r = pipeline::runProject(project.toStdString(), ro);
-        if (!r)
-            qFatal("%s", r.message().c_str());
-    }
-    return project;
-}
+const QString kVit = QStringLiteral(CYTOSAE_TEST_DATA "/fixtures/") + "tiny_dinobloom.pth";
+const QString kSae = QStringLiteral(CYTOSAE_TEST_DATA "/fixtures/") + "final_sparse_autoencoder_dinov2_vitb14_-2_resid_256.pt";
 } // namespace
 
 class TestMainWindow : public QObject {
@@ -76,8 +50,8 @@ private slots:
         QVERIFY(m_dir.isValid());
         QStandardPaths::setTestModeEnabled(true);
         QSettings().clear();
-        m_project = makeProject(m_dir.filePath("a"), 1, 12, true);
-        m_bigProject = makeProject(m_dir.filePath("b"), 2, 40, false);
+        m_project = makeDemoProject(m_dir.filePath("a"), 1, 12, true);
+        m_bigProject = makeDemoProject(m_dir.filePath("b"), 2, 40, false);
     }
 
     void opensProjectAndFillsViews()

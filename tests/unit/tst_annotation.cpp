@@ -466,6 +466,11 @@ private slots:
         changed.decision = "rejected";
         changed.reviewer = "dr.b";
         QVERIFY(ann.appendReview(changed).ok()); // a second opinion replaces the first
+        auto latest = ann.latestReview(flag->uid, changed.imageId);
+        QVERIFY(latest.ok() && latest->has_value());
+        QCOMPARE((*latest)->reviewer, std::string("dr.b"));
+        QCOMPARE((*latest)->decision, std::string("rejected"));
+        QVERIFY(!ann.latestReview(flag->uid, 9999)->has_value());
         auto so = ann.signOff(run, p2, *flag, "dr.b", "reviewed twice");
         QVERIFY2(so.ok(), so.message().c_str());
         QCOMPARE(so->candidates, int64_t(8));

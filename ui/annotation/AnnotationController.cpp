@@ -66,12 +66,8 @@ store::AnnotationDb *AnnotationController::writable()
         fail(tr("Labels belong to the models of a run: run the models first (Run ▸ Run Models…)."));
         return nullptr;
     }
-    if (m_annotator.trimmed().isEmpty()) {
-        fail(tr("Set your annotator name first (Edit ▸ Settings…): every label records who made it."));
-        return nullptr;
-    }
     QString error;
-    store::AnnotationDb *db = m_session->ledger(&error);
+    store::AnnotationDb *db = m_session->ledgerFor(m_annotator, &error);
     if (!db)
         fail(error);
     return db;

@@ -145,7 +145,8 @@ void AnnotationSessionDialog::showCurrent()
     m_given->setText((mine.isEmpty() ? tr("Not answered yet.") : tr("Your answer: <b>%1</b>").arg(mine)) +
                      (others.isEmpty() ? QString() : QStringLiteral("<br>") + tr("Raters: %1").arg(others)));
     m_progress->setText(tr("Cell %1 of %2 · %3 answered by you").arg(m_index + 1).arg(m_items.size()).arg(answered));
-    const QString path = m_session->cell(it.imageId) ? m_session->cell(it.imageId)->path : QString();
+    const auto cell = m_session->cell(it.imageId);
+    const QString path = cell ? cell->path : QString();
     m_image.setFuture(QtConcurrent::run([path] { return loadCellImage(path); }));
 }
 
@@ -154,13 +155,9 @@ bool AnnotationSessionDialog::answer(const QString &hitOrMiss)
     if (m_items.isEmpty())
         return false;
     QString error;
-    store::AnnotationDb *db = m_session->ledger(&error);
+    store::AnnotationDb *db = m_session->ledgerFor(m_annotator, &error);
     if (!db) {
         emit failed(error);
-        return false;
-    }
-    if (m_annotator.trimmed().isEmpty()) {
-        emit failed(tr("Set your annotator name first (Edit ▸ Settings…)."));
         return false;
     }
     store::AnnotationAnswer a;
@@ -245,7 +242,7 @@ bool AnnotationSessionDialog::saveRecommendedThreshold()
         return false;
     }
     QString error;
-    store::AnnotationDb *db = m_session->ledger(&error);
+    store::AnnotationDb *db = m_session->ledgerFor(m_annotator, &error);
     if (!db) {
         emit failed(error);
         return false;

@@ -195,10 +195,8 @@ void MainWindow::updateWhyFlagged(qint64 imageId)
                 if (value < f.threshold || value <= 0)
                     continue;
                 QString decision = tr("not reviewed yet");
-                if (auto queue = ledger.reviewQueue(m_session->run().id, m_session->db().image(imageId)->patientId, f))
-                    for (const auto &c : *queue)
-                        if (c.imageId == imageId && c.decision)
-                            decision = tr("%1 by %2").arg(q(c.decision->decision), q(c.decision->reviewer));
+                if (auto review = ledger.latestReview(f.uid, imageId); review && *review)
+                    decision = tr("%1 by %2").arg(q((*review)->decision), q((*review)->reviewer));
                 lines << tr("<b>Flagged</b>: %1 reaches %2 (threshold %3): %4")
                              .arg(m_session->conceptTitle(q(f.concept)).toHtmlEscaped())
                              .arg(double(value), 0, 'f', 3)
@@ -385,12 +383,8 @@ QString MainWindow::createPrecisionTask(const QString &kind, int bins, int perBi
         return {};
     }
     const QString author = m_annotations->annotator();
-    if (author.trimmed().isEmpty()) {
-        showMessage(tr("Set your annotator name first (Edit ▸ Settings…)."), true);
-        return {};
-    }
     QString error;
-    store::AnnotationDb *db = m_session->ledger(&error);
+    store::AnnotationDb *db = m_session->ledgerFor(author, &error);
     if (!db) {
         showMessage(error, true);
         return {};

@@ -122,6 +122,16 @@ store::AnnotationDb *ProjectSession::ledger(QString *error)
     return m_writeLedger.get();
 }
 
+store::AnnotationDb *ProjectSession::ledgerFor(const QString &person, QString *error)
+{
+    if (person.trimmed().isEmpty()) {
+        if (error)
+            *error = QObject::tr("Set your annotator name first (Edit ▸ Settings…): every entry records who made it.");
+        return nullptr;
+    }
+    return ledger(error);
+}
+
 std::vector<int32_t> ProjectSession::latentsOf(const QString &conceptKey)
 {
     auto l = readLedger().latentsOf(conceptKey.toStdString());

@@ -102,6 +102,9 @@ public:
     // Reads go through the read-only connection; writes through a read-write one opened on
     // first use (nullptr and *error when the file cannot be written).
     store::AnnotationDb *ledger(QString *error);
+    // The same, for a write made in someone's name: refused with a message when no annotator
+    // name is set (every ledger row records who made it).
+    store::AnnotationDb *ledgerFor(const QString &person, QString *error);
     store::AnnotationDb readLedger() { return store::AnnotationDb(*m_db); }
     // The ViT and SAE hashes of the current run: labels and flags are bound to them.
     const store::ModelHashes &modelHashes() const { return m_hashes; }

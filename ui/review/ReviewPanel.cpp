@@ -272,7 +272,8 @@ void ReviewPanel::showCurrent()
     o.threshold = currentFlag() ? float(currentFlag()->threshold) : 0.2f;
     o.label = currentFlag() ? m_session->conceptTitle(q(currentFlag()->concept)) : QString();
     m_view->setOverlay(o);
-    const QString path = m_session->cell(c.imageId) ? m_session->cell(c.imageId)->path : QString();
+    const auto cell = m_session->cell(c.imageId);
+    const QString path = cell ? cell->path : QString();
     m_image.setFuture(QtConcurrent::run([path] { return loadCellImage(path); }));
 }
 
@@ -321,12 +322,8 @@ bool ReviewPanel::decide(const QString &decision)
 {
     if (m_index < 0 || !currentFlag())
         return false;
-    if (m_reviewer.trimmed().isEmpty()) {
-        emit failed(tr("Set your annotator name first (Edit ▸ Settings…): every decision records who made it."));
-        return false;
-    }
     QString error;
-    store::AnnotationDb *db = m_session->ledger(&error);
+    store::AnnotationDb *db = m_session->ledgerFor(m_reviewer, &error);
     if (!db) {
         emit failed(error);
         return false;
@@ -363,12 +360,8 @@ bool ReviewPanel::signOff()
     const store::FlagEntry *flag = currentFlag();
     if (!m_session || !flag)
         return false;
-    if (m_reviewer.trimmed().isEmpty()) {
-        emit failed(tr("Set your annotator name first (Edit ▸ Settings…)."));
-        return false;
-    }
     QString error;
-    store::AnnotationDb *db = m_session->ledger(&error);
+    store::AnnotationDb *db = m_session->ledgerFor(m_reviewer, &error);
     if (!db) {
         emit failed(error);
         return false;
