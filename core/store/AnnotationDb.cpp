@@ -1042,18 +1042,26 @@ Result<ImportReport> AnnotationDb::importAll(const std::vector<ExchangeTable> &t
         else
             byName[t.name] = &t;
     }
+    // Lookups of portable references, prepared once for all rows.
+    auto bySha = m_db.prepare("SELECT id FROM image WHERE sha256 = ? ORDER BY qc_status <> 'ok', id LIMIT 1");
+    auto byPath = m_db.prepare("SELECT id FROM image WHERE path = ?");
+    auto byCode = m_db.prepare("SELECT id FROM patient WHERE code = ?");
+    if (!bySha || !byPath || !byCode)
+        return (!bySha ? bySha : !byPath ? byPath : byCode).error();
+    auto lookup = [](Statement &q, const std::string &key) -> std::optional<int64_t> {
+        if (key.empty())
+            return std::nullopt;
+        q.reset();
+        std::optional<int64_t> id;
+        if (q.bind(1, key).step())
+            id = q.columnInt(0);
+        q.reset(); // no statement left open across the write transaction
+        return id;
+    };
     auto imageId = [&](const std::string &sha, const std::string &path) -> std::optional<int64_t> {
-        for (const auto &[sql, key] : {std::pair<const char *, const std::string *>{
-                                           "SELECT id FROM image WHERE sha256 = ? ORDER BY qc_status <> 'ok', id LIMIT 1",
-                                           &sha},
-                                       {"SELECT id FROM image WHERE path = ?", &path}}) {
-            if (key->empty())
-                continue;
-            auto q = m_db.prepare(sql);
-            if (q && q->bind(1, *key).step())
-                return q->columnInt(0);
-        }
-        return std::nullopt;
+        if (auto id = lookup(*bySha, sha))
+            return id;
+        return lookup(*byPath, path);
     };
 
     Status s = writeTransaction([&]() -> Status {
@@ -1119,14 +1127,14 @@ Result<ImportReport> AnnotationDb::importAll(const std::vector<ExchangeTable> &t
                         }
                         ins->bind(bindIndex++, *id);
                     } else if (name == "patient_code") {
-                        auto q = m_db.prepare("SELECT id FROM patient WHERE code = ?");
-                        if (!q || !q->bind(1, row[c].value_or("")).step()) {
+                        auto patient = lookup(*byCode, row[c].value_or(""));
+                        if (!patient) {
                             problems.push_back(t.name + " row " + std::to_string(r + 1) + ": patient '" +
                                                row[c].value_or("") + "' is not in this project; skipped");
                             skip = true;
                             break;
                         }
-                        ins->bind(bindIndex++, q->columnInt(0));
+                        ins->bind(bindIndex++, *patient);
                     } else if (name == "evidence") {
                         std::vector<int64_t> ids;
                         const std::string v = row[c].value_or("");
