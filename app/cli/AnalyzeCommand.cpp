@@ -2,6 +2,7 @@
 // CSV and JSON files in an output folder, reproducible by --seed.
 
 #include "CliArgs.h"
+#include "CliCommon.h"
 #include "Commands.h"
 
 #include "analysis/Cohort.h"
@@ -68,11 +69,7 @@ const char *kAnalyzeHelp =
     "  --control DX         the control diagnosis for control vs disease (default: detected; 'none')\n"
     "  --threads N          threads for the classifier (default: all cores)\n";
 
-int usageError(const std::string &msg)
-{
-    std::fprintf(stderr, "cytosae analyze: %s\n\n%s", msg.c_str(), kAnalyzeHelp);
-    return 2;
-}
+int usageError(const std::string &msg) { return cli::usageError("analyze", msg, kAnalyzeHelp); }
 
 int fail(const std::string &msg)
 {

@@ -6,6 +6,7 @@
 #include "CliArgs.h"
 #include "store/ProjectDb.h"
 
+#include <cstdio>
 #include <optional>
 #include <string>
 
@@ -17,6 +18,16 @@ bool parseOrHelp(CliArgs &args, int argc, char **argv, const char *cmd, const ch
 Result<store::ProjectDb> openProject(const std::string &path, store::ProjectDb::OpenMode mode);
 // --run ID or the project's newest finished run.
 Result<store::RunRecord> pickRun(store::ProjectDb &db, CliArgs &args);
+// An import's scan warnings and rejected files, one line each on stderr.
+template <typename Report>
+void printImportProblems(const Report &report)
+{
+    for (const auto &issue : report.issues)
+        std::fprintf(stderr, "warning: %s: %s\n", issue.path.c_str(), issue.message.c_str());
+    for (const auto &r : report.rejectedFiles)
+        std::fprintf(stderr, "rejected: %s: %s\n", r.path.c_str(), r.reason.c_str());
+}
+
 bool openProjectRun(const std::string &path, store::ProjectDb::OpenMode mode, CliArgs &args,
                     std::optional<store::ProjectDb> &db, store::RunRecord &run);
 

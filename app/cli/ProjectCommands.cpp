@@ -201,10 +201,7 @@ int importCommand(int argc, char **argv)
         std::fprintf(stderr, "error: %s\n", report.message().c_str());
         return 1;
     }
-    for (const auto &issue : report->issues)
-        std::fprintf(stderr, "warning: %s: %s\n", issue.path.c_str(), issue.message.c_str());
-    for (const auto &r : report->rejectedFiles)
-        std::fprintf(stderr, "rejected: %s: %s\n", r.path.c_str(), r.reason.c_str());
+    printImportProblems(*report);
     std::printf("%lld image file(s) found: %lld added, %lld already in the project, %lld rejected%s\n",
                 (long long)report->found, (long long)report->added, (long long)report->alreadyPresent,
                 (long long)report->rejected, report->cancelled ? " (cancelled)" : "");

@@ -1,6 +1,7 @@
 // cytosae import --smear | demo-smear: whole smear fields from the command line.
 
 #include "CliArgs.h"
+#include "CliCommon.h"
 #include "Commands.h"
 #include "Interrupt.h"
 #include "Progress.h"
@@ -52,12 +53,6 @@ const char *kDemoSmearHelp = "Usage: cytosae demo-smear DIR [options]\n"
                              "  --width W       field width in pixels (default 1536)\n"
                              "  --height H      field height in pixels (default 1024)\n"
                              "  --seed S        first seed (default 1)\n";
-
-int usageError(const char *cmd, const std::string &msg, const char *help)
-{
-    std::fprintf(stderr, "cytosae %s: %s\n\n%s", cmd, msg.c_str(), help);
-    return 2;
-}
 
 bool doubleValue(CliArgs &args, const std::string &opt, double fallback, double lo, double hi, double &out,
                  std::string &error)
@@ -120,10 +115,7 @@ int importSmearCommand(int argc, char **argv)
         std::fprintf(stderr, "error: %s\n", report.message().c_str());
         return 1;
     }
-    for (const auto &issue : report->issues)
-        std::fprintf(stderr, "warning: %s: %s\n", issue.path.c_str(), issue.message.c_str());
-    for (const auto &r : report->rejectedFiles)
-        std::fprintf(stderr, "rejected: %s: %s\n", r.path.c_str(), r.reason.c_str());
+    printImportProblems(*report);
     std::printf("%lld smear field(s) found: %lld added, %lld already in the project, %lld rejected; "
                 "%lld cell(s) added%s\n",
                 (long long)report->found, (long long)report->added, (long long)report->alreadyPresent,

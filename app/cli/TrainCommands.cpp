@@ -1,6 +1,7 @@
 // cytosae train-sae | train-vit | build-demo-models | demo
 
 #include "CliArgs.h"
+#include "CliCommon.h"
 #include "Commands.h"
 #include "Interrupt.h"
 #include "Progress.h"
@@ -31,12 +32,6 @@ int fail(const std::string &msg)
     finishProgress();
     std::fprintf(stderr, "error: %s\n", msg.c_str());
     return 1;
-}
-
-int usage(const char *cmd, const std::string &msg, const char *help)
-{
-    std::fprintf(stderr, "cytosae %s: %s\n\n%s", cmd, msg.c_str(), help);
-    return 2;
 }
 
 bool parseDouble(const std::string &s, double &out)
@@ -175,13 +170,13 @@ int trainSaeCommand(int argc, char **argv)
                   "--max-tokens", "--seed", "--device", "--threads"},
                  {"--help", "--no-ghost-grads", "--fresh"});
     if (!args.parse(argc, argv, 2))
-        return usage("train-sae", args.error(), kTrainSaeHelp);
+        return usageError("train-sae", args.error(), kTrainSaeHelp);
     if (args.has("--help")) {
         std::fputs(kTrainSaeHelp, stdout);
         return 0;
     }
     if (args.positional().size() != 1 || !args.has("--vit") || !args.has("--out"))
-        return usage("train-sae", "expected PROJECT, --vit and --out", kTrainSaeHelp);
+        return usageError("train-sae", "expected PROJECT, --vit and --out", kTrainSaeHelp);
     train::SaeTrainOptions o;
     o.vitPath = args.value("--vit");
     o.outPath = args.value("--out");
@@ -193,16 +188,16 @@ int trainSaeCommand(int argc, char **argv)
         !args.intValue("--warmup", 500, 0, 10000000, o.warmupSteps) || !args.intValue("--block", -2, -1000, 1000, o.blockLayer) ||
         !args.intValue("--seed", 42, 0, 1 << 30, seed) || !args.intValue("--threads", 0, 0, 1024, o.threads) ||
         !args.intValue("--max-tokens", 4000000, 1000, 2000000000, maxTokensM))
-        return usage("train-sae", args.error(), kTrainSaeHelp);
+        return usageError("train-sae", args.error(), kTrainSaeHelp);
     o.seed = uint64_t(seed);
     o.maxBufferTokens = maxTokensM;
     if ((args.has("--lr") && !parseDouble(args.value("--lr"), o.lr)) ||
         (args.has("--l1") && !parseDouble(args.value("--l1"), o.l1Coefficient)))
-        return usage("train-sae", "--lr and --l1 need numbers", kTrainSaeHelp);
+        return usageError("train-sae", "--lr and --l1 need numbers", kTrainSaeHelp);
     bool ok = true;
     o.device = deviceOf(args.value("--device", "auto"), ok);
     if (!ok)
-        return usage("train-sae", "--device must be auto, cpu or cuda", kTrainSaeHelp);
+        return usageError("train-sae", "--device must be auto, cpu or cuda", kTrainSaeHelp);
     auto images = projectImages(args.positional()[0]);
     if (!images)
         return fail(images.message());
@@ -232,27 +227,27 @@ int trainVitCommand(int argc, char **argv)
     CliArgs args({"--out", "--width", "--depth", "--epochs", "--batch", "--lr", "--seed", "--device", "--threads"},
                  {"--help"});
     if (!args.parse(argc, argv, 2))
-        return usage("train-vit", args.error(), kTrainVitHelp);
+        return usageError("train-vit", args.error(), kTrainVitHelp);
     if (args.has("--help")) {
         std::fputs(kTrainVitHelp, stdout);
         return 0;
     }
     if (args.positional().size() != 1 || !args.has("--out"))
-        return usage("train-vit", "expected PROJECT and --out", kTrainVitHelp);
+        return usageError("train-vit", "expected PROJECT and --out", kTrainVitHelp);
     train::VitTrainOptions o;
     o.outPath = args.value("--out");
     int seed = 7;
     if (!args.intValue("--width", 96, 16, 4096, o.embedDim) || !args.intValue("--depth", 4, 2, 64, o.depth) ||
         !args.intValue("--epochs", 3, 1, 1000, o.epochs) || !args.intValue("--batch", 32, 1, 4096, o.batch) ||
         !args.intValue("--seed", 7, 0, 1 << 30, seed) || !args.intValue("--threads", 0, 0, 1024, o.threads))
-        return usage("train-vit", args.error(), kTrainVitHelp);
+        return usageError("train-vit", args.error(), kTrainVitHelp);
     o.seed = uint64_t(seed);
     if (args.has("--lr") && !parseDouble(args.value("--lr"), o.lr))
-        return usage("train-vit", "--lr needs a number", kTrainVitHelp);
+        return usageError("train-vit", "--lr needs a number", kTrainVitHelp);
     bool ok = true;
     o.device = deviceOf(args.value("--device", "auto"), ok);
     if (!ok)
-        return usage("train-vit", "--device must be auto, cpu or cuda", kTrainVitHelp);
+        return usageError("train-vit", "--device must be auto, cpu or cuda", kTrainVitHelp);
     auto images = projectImages(args.positional()[0]);
     if (!images)
         return fail(images.message());
@@ -320,7 +315,7 @@ int buildDemoModelsCommand(int argc, char **argv)
                   "--part-layer", "--part-weight"},
                  {"--help", "--sae-only"});
     if (!args.parse(argc, argv, 2))
-        return usage("build-demo-models", args.error(), kBuildDemoHelp);
+        return usageError("build-demo-models", args.error(), kBuildDemoHelp);
     if (args.has("--help")) {
         std::fputs(kBuildDemoHelp, stdout);
         return 0;
@@ -328,16 +323,16 @@ int buildDemoModelsCommand(int argc, char **argv)
     int images = 2000, epochs = 3, steps = 1500, threads = 0, expansion = 8;
     if (!args.intValue("--images", 2000, 50, 1000000, images) || !args.intValue("--expansion", 8, 1, 256, expansion) || !args.intValue("--vit-epochs", 3, 1, 100, epochs) ||
         !args.intValue("--sae-steps", 1500, 10, 1000000, steps) || !args.intValue("--threads", 0, 0, 1024, threads))
-        return usage("build-demo-models", args.error(), kBuildDemoHelp);
+        return usageError("build-demo-models", args.error(), kBuildDemoHelp);
     double l1 = 1e-3;
     if (args.has("--l1") && !parseDouble(args.value("--l1"), l1))
-        return usage("build-demo-models", "--l1 needs a number", kBuildDemoHelp);
+        return usageError("build-demo-models", "--l1 needs a number", kBuildDemoHelp);
     const std::string partLayer = args.value("--part-layer", "final");
     if (partLayer != "final" && partLayer != "sae")
-        return usage("build-demo-models", "--part-layer is 'final' or 'sae', not '" + partLayer + "'", kBuildDemoHelp);
+        return usageError("build-demo-models", "--part-layer is 'final' or 'sae', not '" + partLayer + "'", kBuildDemoHelp);
     double partWeight = 1.0;
     if (args.has("--part-weight") && (!parseDouble(args.value("--part-weight"), partWeight) || !(partWeight >= 0)))
-        return usage("build-demo-models", "--part-weight needs a number >= 0", kBuildDemoHelp);
+        return usageError("build-demo-models", "--part-weight needs a number >= 0", kBuildDemoHelp);
     const fs::path out = args.value("--out", "models/demo");
     std::error_code ec;
     fs::create_directories(out, ec);
@@ -461,7 +456,7 @@ int demoCommand(int argc, char **argv)
 {
     CliArgs args({"--patients-per-group", "--cells", "--vit", "--sae", "--seed", "--threads"}, {"--help"});
     if (!args.parse(argc, argv, 2))
-        return usage("demo", args.error(), kDemoHelp);
+        return usageError("demo", args.error(), kDemoHelp);
     if (args.has("--help")) {
         std::fputs(kDemoHelp, stdout);
         return 0;
@@ -469,13 +464,13 @@ int demoCommand(int argc, char **argv)
     int perGroup = 4, cells = 40, seed = 2024, threads = 0;
     if (!args.intValue("--patients-per-group", 8, 1, 1000, perGroup) || !args.intValue("--cells", 40, 1, 100000, cells) ||
         !args.intValue("--seed", 2024, 0, 1 << 30, seed) || !args.intValue("--threads", 0, 0, 1024, threads))
-        return usage("demo", args.error(), kDemoHelp);
+        return usageError("demo", args.error(), kDemoHelp);
     if (args.positional().size() > 1)
-        return usage("demo", "expected at most one folder", kDemoHelp);
+        return usageError("demo", "expected at most one folder", kDemoHelp);
     const fs::path dir = args.positional().empty() ? fs::path("cytosae-demo") : fs::path(args.positional()[0]);
     std::string vit = args.value("--vit"), sae = args.value("--sae");
     if (vit.empty() != sae.empty())
-        return usage("demo", "give both --vit and --sae, or neither", kDemoHelp);
+        return usageError("demo", "give both --vit and --sae, or neither", kDemoHelp);
     if (vit.empty()) {
         const std::string models = findDemoModelDir();
         if (models.empty())
