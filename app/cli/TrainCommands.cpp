@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -116,7 +117,7 @@ const char *kTrainVitHelp =
 const char *kBuildDemoHelp =
     "Usage: cytosae build-demo-models [--out DIR] [--images N] [--vit-epochs N] [--sae-steps N]\n"
     "                                 [--expansion N] [--l1 X] [--part-layer final|sae]\n"
-    "                                 [--part-weight X]\n"
+    "                                 [--part-weight X] [--part-balance CAP]\n"
     "                                 [--work DIR [--sae-only]]\n"
     "\n"
     "Rebuilds the demo model from scratch, deterministically: generates a training cohort of\n"
@@ -124,7 +125,11 @@ const char *kBuildDemoHelp =
     "the cell types, then an SAE on its block -2 residuals. Writes demo_vit.pth, demo_sae.pt\n"
     "and model_card.json into DIR (default models/demo). --part-layer sae attaches the ViT's\n"
     "per-patch part head to the block -2 residual (the layer the SAE reads) instead of the\n"
-    "final tokens; --part-weight scales its loss against the cell-type loss (default 1).\n";
+    "final tokens; --part-weight scales its loss against the cell-type loss (default 1);\n"
+    "--part-balance weighs each part's positive patches by negatives / positives, at most CAP\n"
+    "(default 0: unweighted), so that rare parts such as Auer rods are learnt. The defaults\n"
+    "(3000 images, 5 ViT epochs, 1500 SAE steps) rebuild the bundled models/demo; it takes\n"
+    "about 20 minutes on two cores.\n";
 
 const char *kDemoHelp =
     "Usage: cytosae demo [DIR] [options]\n"
@@ -281,26 +286,43 @@ int trainVitCommand(int argc, char **argv)
 
 namespace {
 
-Status writeModelCard(const fs::path &dir, const train::VitTrainReport &vit, const train::SaeTrainReport &sae,
-                      const train::VitTrainOptions &vo, const train::SaeTrainOptions &so, int trainImages)
+// vit is null with --sae-only: the ViT's line is kept from the card already there.
+Status writeModelCard(const fs::path &dir, const train::VitTrainReport *vit, const train::SaeTrainReport &sae,
+                      const train::VitTrainOptions &vo, const train::SaeTrainOptions &so, int trainImages,
+                      const std::string &rebuild)
 {
+    std::string vitLine;
+    if (!vit) {
+        std::ifstream old(dir / "model_card.json");
+        for (std::string line; std::getline(old, line);)
+            if (line.rfind("  \"vit\": {", 0) == 0)
+                vitLine = line + "\n";
+        if (vitLine.empty())
+            vitLine = "  \"vit\": {\"file\": \"demo_vit.pth\", \"note\": \"reused with --sae-only; no card found\"},\n";
+    } else {
+        std::ostringstream v;
+        v << "  \"vit\": {\"file\": \"demo_vit.pth\", \"format\": \"DinoBloom teacher checkpoint\", \"embed_dim\": "
+          << vo.embedDim << ", \"depth\": " << vo.depth << ", \"heads\": " << vo.embedDim / 16 << ", \"patch\": "
+          << vo.patchSize << ", \"image_size\": " << vo.grid * vo.patchSize << ", \"epochs\": " << vit->epochs
+          << ", \"train_images\": " << vit->trainImages << ", \"heldout_accuracy\": " << vit->validationAccuracy
+          << ", \"part_head\": \"" << (vo.patchHeadOnSaeLayer ? "block -2 residual" : "final tokens")
+          << "\", \"part_loss_weight\": " << vo.patchLossWeight << ", \"part_positive_weight_cap\": "
+          << vo.patchPositiveWeightCap << ", \"seed\": " << vo.seed << "},\n";
+        vitLine = v.str();
+    }
     std::ofstream out(dir / "model_card.json");
     out << "{\n"
         << "  \"what\": \"CytoSAE Explorer demo model: a small DINOv2-architecture ViT trained natively to classify "
            "synthetic May-Gruenwald-Giemsa blood cells (10 types), and a CytoSAE-recipe SAE on its block -2 residuals. "
            "For demonstration and testing only: it has never seen a real blood smear.\",\n"
-        << "  \"vit\": {\"file\": \"demo_vit.pth\", \"format\": \"DinoBloom teacher checkpoint\", \"embed_dim\": "
-        << vo.embedDim << ", \"depth\": " << vo.depth << ", \"heads\": " << vo.embedDim / 16 << ", \"patch\": "
-        << vo.patchSize << ", \"image_size\": " << vo.grid * vo.patchSize << ", \"epochs\": " << vit.epochs
-        << ", \"train_images\": " << vit.trainImages << ", \"heldout_accuracy\": " << vit.validationAccuracy
-        << ", \"seed\": " << vo.seed << "},\n"
+        << vitLine
         << "  \"sae\": {\"file\": \"demo_sae.pt\", \"format\": \"CytoSAE\", \"d_in\": " << sae.dIn << ", \"d_sae\": "
         << sae.dSae << ", \"block_layer\": " << so.blockLayer << ", \"steps\": " << sae.steps << ", \"l1\": "
         << so.l1Coefficient << ", \"final_l0\": " << sae.last.l0 << ", \"explained_variance\": " << sae.last.explained
         << ", \"dead_latents\": " << sae.last.deadLatents << ", \"seed\": " << so.seed << "},\n"
         << "  \"training_data\": {\"generator\": \"core/demo (seed 1001, class-balanced)\", \"images\": " << trainImages
         << "},\n"
-        << "  \"rebuild\": \"cytosae build-demo-models --out models/demo\"\n"
+        << "  \"rebuild\": \"" << rebuild << "\"\n"
         << "}\n";
     if (!out)
         return Error((dir / "model_card.json").string() + ": write failed");
@@ -312,7 +334,7 @@ Status writeModelCard(const fs::path &dir, const train::VitTrainReport &vit, con
 int buildDemoModelsCommand(int argc, char **argv)
 {
     CliArgs args({"--out", "--images", "--vit-epochs", "--sae-steps", "--threads", "--l1", "--work", "--expansion",
-                  "--part-layer", "--part-weight"},
+                  "--part-layer", "--part-weight", "--part-balance"},
                  {"--help", "--sae-only"});
     if (!args.parse(argc, argv, 2))
         return usageError("build-demo-models", args.error(), kBuildDemoHelp);
@@ -320,8 +342,8 @@ int buildDemoModelsCommand(int argc, char **argv)
         std::fputs(kBuildDemoHelp, stdout);
         return 0;
     }
-    int images = 2000, epochs = 3, steps = 1500, threads = 0, expansion = 8;
-    if (!args.intValue("--images", 2000, 50, 1000000, images) || !args.intValue("--expansion", 8, 1, 256, expansion) || !args.intValue("--vit-epochs", 3, 1, 100, epochs) ||
+    int images = 3000, epochs = 5, steps = 1500, threads = 0, expansion = 8;
+    if (!args.intValue("--images", 3000, 50, 1000000, images) || !args.intValue("--expansion", 8, 1, 256, expansion) || !args.intValue("--vit-epochs", 5, 1, 100, epochs) ||
         !args.intValue("--sae-steps", 1500, 10, 1000000, steps) || !args.intValue("--threads", 0, 0, 1024, threads))
         return usageError("build-demo-models", args.error(), kBuildDemoHelp);
     double l1 = 1e-3;
@@ -333,6 +355,9 @@ int buildDemoModelsCommand(int argc, char **argv)
     double partWeight = 1.0;
     if (args.has("--part-weight") && (!parseDouble(args.value("--part-weight"), partWeight) || !(partWeight >= 0)))
         return usageError("build-demo-models", "--part-weight needs a number >= 0", kBuildDemoHelp);
+    double partBalance = 0.0;
+    if (args.has("--part-balance") && (!parseDouble(args.value("--part-balance"), partBalance) || !(partBalance >= 0)))
+        return usageError("build-demo-models", "--part-balance needs a number >= 0", kBuildDemoHelp);
     const fs::path out = args.value("--out", "models/demo");
     std::error_code ec;
     fs::create_directories(out, ec);
@@ -411,6 +436,7 @@ int buildDemoModelsCommand(int argc, char **argv)
     vo.patchTargetCount = parts;
     vo.patchHeadOnSaeLayer = partLayer == "sae";
     vo.patchLossWeight = partWeight;
+    vo.patchPositiveWeightCap = partBalance;
     Result<train::VitTrainReport> vit = train::VitTrainReport{};
     if (!saeOnly) {
         vit = train::trainVitClassifier(labelled, names, vo, stderrProgress(), &interrupted);
@@ -442,9 +468,12 @@ int buildDemoModelsCommand(int argc, char **argv)
         return fail(sae.message());
     if (sae->cancelled)
         return fail("cancelled");
-    if (!saeOnly)
-        if (Status s = writeModelCard(out, *vit, *sae, vo, so, images); !s)
-            return fail(s.message());
+    std::ostringstream rebuild; // the options that reproduce these files (same thread count)
+    rebuild << "cytosae build-demo-models --out models/demo --images " << labelled.size() << " --vit-epochs " << epochs
+            << " --sae-steps " << steps << " --expansion " << expansion << " --l1 " << l1 << " --part-layer " << partLayer
+            << " --part-weight " << partWeight << " --part-balance " << partBalance;
+    if (Status s = writeModelCard(out, saeOnly ? nullptr : &*vit, *sae, vo, so, int(labelled.size()), rebuild.str()); !s)
+        return fail(s.message());
     if (!keepWork)
         fs::remove_all(work, ec);
     std::printf("demo SAE: %d latents, L0 %.1f, explained variance %.3f, %d dead\nwrote %s\n", sae->dSae, sae->last.l0,

@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <thread>
 
 namespace cytosae::train {
@@ -56,6 +58,29 @@ std::vector<model::NamedTensor> toNamed(const model::StateDict &sd)
 }
 
 } // namespace
+
+std::vector<float> balancedPartWeights(const std::vector<uint8_t> &targets, const std::vector<int64_t> &images,
+                                       int64_t patches, int parts, double cap)
+{
+    std::vector<float> w(size_t(std::max(0, parts)), 1.f);
+    std::vector<int64_t> positives(w.size(), 0);
+    const size_t perImage = size_t(patches) * size_t(parts);
+    int64_t counted = 0;
+    for (int64_t image : images) {
+        if (image < 0 || (size_t(image) + 1) * perImage > targets.size())
+            continue;
+        ++counted;
+        const uint8_t *t = targets.data() + size_t(image) * perImage;
+        for (size_t q = 0; q < perImage; ++q)
+            positives[q % size_t(parts)] += t[q] != 0;
+    }
+    const double total = double(counted) * double(patches);
+    for (size_t part = 0; part < w.size(); ++part)
+        if (positives[part] > 0)
+            w[part] = float(std::clamp((total - double(positives[part])) / double(positives[part]), 1.0,
+                                       std::max(1.0, cap)));
+    return w;
+}
 
 Result<VitTrainReport> trainVitClassifier(const std::vector<LabelledImage> &images,
                                           const std::vector<std::string> &classNames, const VitTrainOptions &o,
@@ -136,6 +161,13 @@ Result<VitTrainReport> trainVitClassifier(const std::vector<LabelledImage> &imag
         at::Tensor valIdx = order.narrow(0, 0, nVal);
         at::Tensor trainIdx = order.narrow(0, nVal, order.size(0) - nVal);
         report.trainImages = int(trainIdx.size(0));
+        at::Tensor posWeight;
+        if (parts > 0 && o.patchPositiveWeightCap > 1.0) {
+            const at::Tensor rows = trainIdx.contiguous();
+            const std::vector<int64_t> trainRows(rows.data_ptr<int64_t>(), rows.data_ptr<int64_t>() + rows.numel());
+            posWeight = torch::tensor(balancedPartWeights(targets, trainRows, patches, parts, o.patchPositiveWeightCap))
+                            .to(device);
+        }
         report.validationImages = int(nVal);
 
         torch::optim::AdamW opt(params, torch::optim::AdamWOptions(o.lr).weight_decay(o.weightDecay));
@@ -191,7 +223,8 @@ Result<VitTrainReport> trainVitClassifier(const std::vector<LabelledImage> &imag
                 at::Tensor loss = torch::cross_entropy_loss(out, y);
                 if (parts > 0)
                     loss = loss + o.patchLossWeight * torch::binary_cross_entropy_with_logits(
-                                                          lastPatchLogits, t.reshape({t.size(0), patches, parts}).to(device));
+                                                          lastPatchLogits, t.reshape({t.size(0), patches, parts}).to(device),
+                                                          {}, posWeight);
                 loss.backward();
                 opt.step();
                 correct += (out.argmax(1) == y).sum().item<int64_t>();

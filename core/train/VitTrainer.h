@@ -43,6 +43,10 @@ struct VitTrainOptions {
     // patch holds (binary cross-entropy, weighted), besides the cell type on the CLS token.
     int patchTargetCount = 0;
     double patchLossWeight = 1.0;
+    // Balanced part loss: each part's positive patches are weighted by negatives / positives
+    // over the training set, at most this much (1 or less: unweighted, the default). Rare parts
+    // (Auer rods cover about 0.2 % of patches) are otherwise learnt as "never there".
+    double patchPositiveWeightCap = 0.0;
     // The part head reads the residual after block depth-2 (the layer CytoSAE's SAE reads)
     // instead of the final-norm tokens, so that layer must itself encode the parts.
     bool patchHeadOnSaeLayer = false;
@@ -60,6 +64,12 @@ struct VitTrainReport {
     int trainImages = 0, validationImages = 0;
     bool cancelled = false;
 };
+
+// The balanced part loss's positive weights: for each of `parts` parts, negatives / positives
+// over the given images' patch targets (row-major [image][patch][part]), clamped to [1, cap];
+// 1 for a part that never occurs.
+std::vector<float> balancedPartWeights(const std::vector<uint8_t> &targets, const std::vector<int64_t> &images,
+                                       int64_t patches, int parts, double cap);
 
 Result<VitTrainReport> trainVitClassifier(const std::vector<LabelledImage> &images,
                                           const std::vector<std::string> &classNames, const VitTrainOptions &options,

@@ -141,6 +141,22 @@ private slots:
         QVERIFY2(noVit.message().find("/nonexistent.pth") != std::string::npos, noVit.message().c_str());
     }
 
+    void balancedPartWeightsFollowTheTrainingImages()
+    {
+        // 2 images x 4 patches x 3 parts. Part 0 in 1 of 8 patches, part 1 in 4 of 8, part 2 never.
+        const std::vector<uint8_t> targets = {1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, // image 0
+                                              0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, // image 1
+                                              1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0}; // image 2 (not in training)
+        const auto w = train::balancedPartWeights(targets, {0, 1}, 4, 3, 100.0);
+        QCOMPARE(int(w.size()), 3);
+        QCOMPARE(w[0], 7.f);  // 7 negatives / 1 positive
+        QCOMPARE(w[1], 1.f);  // balanced already
+        QCOMPARE(w[2], 1.f);  // never present: nothing to weigh
+        QCOMPARE(train::balancedPartWeights(targets, {0, 1}, 4, 3, 5.0)[0], 5.f); // capped
+        QCOMPARE(train::balancedPartWeights(targets, {0, 1, 2}, 4, 3, 100.0)[0], 1.4f); // 7 / 5
+        QCOMPARE(train::balancedPartWeights(targets, {0, 7}, 4, 3, 100.0)[0], 3.f); // out-of-range image skipped
+    }
+
     void vitClassifierLearnsAndSavesDinoBloomFormat()
     {
         QTemporaryDir dir;
