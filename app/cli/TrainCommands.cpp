@@ -129,7 +129,7 @@ const char *kBuildDemoHelp =
     "--part-balance weighs each part's positive patches by negatives / positives, at most CAP\n"
     "(default 0: unweighted), so that rare parts such as Auer rods are learnt. The defaults\n"
     "(3000 images, 5 ViT epochs, 1500 SAE steps) rebuild the bundled models/demo; it takes\n"
-    "about 20 minutes on two cores.\n";
+    "about 12 minutes on two cores.\n";
 
 const char *kDemoHelp =
     "Usage: cytosae demo [DIR] [options]\n"
