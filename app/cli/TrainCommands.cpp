@@ -472,6 +472,9 @@ int buildDemoModelsCommand(int argc, char **argv)
     rebuild << "cytosae build-demo-models --out models/demo --images " << labelled.size() << " --vit-epochs " << epochs
             << " --sae-steps " << steps << " --expansion " << expansion << " --l1 " << l1 << " --part-layer " << partLayer
             << " --part-weight " << partWeight << " --part-balance " << partBalance;
+    if (saeOnly) // the ViT options above are this call's, not necessarily those the reused ViT was built with
+        rebuild << " (the SAE of this card was trained with --sae-only on a ViT from an earlier build; its vit entry"
+                   " is that build's)";
     if (Status s = writeModelCard(out, saeOnly ? nullptr : &*vit, *sae, vo, so, int(labelled.size()), rebuild.str()); !s)
         return fail(s.message());
     if (!keepWork)
