@@ -13,14 +13,6 @@ namespace {
 constexpr double kPi = 3.14159265358979323846;
 constexpr int kCellCrop = 144; // white cells are drawn at the single-cell crop scale
 
-uint64_t splitMix64(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
 class Rng {
 public:
     explicit Rng(uint64_t seed) : m_state(seed) {}

@@ -14,14 +14,6 @@ namespace {
 constexpr double kPi = 3.14159265358979323846;
 constexpr double kTwoPi = 2.0 * kPi;
 
-uint64_t splitMix64(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
 // xoshiro256** (Blackman & Vigna), seeded through SplitMix64: a fixed, portable sequence that
 // is several times faster than std::mt19937_64 to seed and to draw from (noise images need
 // ~100k draws per cell). The <random> distributions are implementation-defined, so all
@@ -843,6 +835,14 @@ std::optional<Part> partFromName(std::string_view name)
 int64_t maskArea(const Mask &mask)
 {
     return std::count_if(mask.pixels.begin(), mask.pixels.end(), [](uint8_t v) { return v != 0; });
+}
+
+uint64_t splitMix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
 }
 
 uint64_t mixSeed(uint64_t base, uint64_t salt)

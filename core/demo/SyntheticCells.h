@@ -94,6 +94,9 @@ struct CellOptions {
 
 SyntheticCell generateCell(CellType type, uint64_t seed, const CellOptions &options = {});
 
+// One SplitMix64 step (Steele, Lea & Flood): the generators' seed and hash mixer.
+uint64_t splitMix64(uint64_t x);
+
 // Derives independent seeds (e.g. image i of a patient) from a base seed: a SplitMix64 mix,
 // so nearby inputs give unrelated outputs.
 uint64_t mixSeed(uint64_t base, uint64_t salt);
