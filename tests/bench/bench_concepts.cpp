@@ -18,6 +18,7 @@
 //
 // Usage: bench_concepts [--vit FILE --sae FILE] [--cells-per-type N] [--probe]
 
+#include "analysis/Statistics.h"
 #include "demo/SyntheticCells.h"
 #include "model/Engine.h"
 
@@ -27,7 +28,6 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
-#include <numeric>
 #include <string>
 #include <vector>
 
@@ -35,29 +35,16 @@ using namespace cytosae;
 
 namespace {
 
-// Mann-Whitney AUROC with average ranks for ties.
+// AUROC = Mann-Whitney U / (positives x negatives), average ranks for ties; 0.5 without
+// positives or negatives.
 double auroc(const std::vector<float> &scores, const std::vector<uint8_t> &labels)
 {
-    std::vector<size_t> idx(scores.size());
-    std::iota(idx.begin(), idx.end(), 0);
-    std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
-    double rankSum = 0, pos = 0;
-    for (size_t i = 0; i < idx.size();) {
-        size_t j = i;
-        while (j < idx.size() && scores[idx[j]] == scores[idx[i]])
-            ++j;
-        const double avg = (double(i) + double(j - 1)) / 2.0 + 1.0;
-        for (size_t k = i; k < j; ++k)
-            if (labels[idx[k]]) {
-                rankSum += avg;
-                pos += 1;
-            }
-        i = j;
-    }
-    const double neg = double(scores.size()) - pos;
-    if (pos == 0 || neg == 0)
+    std::vector<double> pos, neg;
+    for (size_t i = 0; i < scores.size(); ++i)
+        (labels[i] ? pos : neg).push_back(scores[i]);
+    if (pos.empty() || neg.empty())
         return 0.5;
-    return (rankSum - pos * (pos + 1) / 2) / (pos * neg);
+    return analysis::mannWhitney(pos, neg).u / (double(pos.size()) * double(neg.size()));
 }
 
 // L2-regularised logistic regression by Newton's method on standardised features; returns the
