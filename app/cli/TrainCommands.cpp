@@ -118,7 +118,7 @@ const char *kBuildDemoHelp =
     "Usage: cytosae build-demo-models [--out DIR] [--images N] [--vit-epochs N] [--sae-steps N]\n"
     "                                 [--expansion N] [--l1 X] [--part-layer final|sae]\n"
     "                                 [--part-weight X] [--part-balance CAP]\n"
-    "                                 [--work DIR [--sae-only]]\n"
+    "                                 [--part-head-scale S] [--work DIR [--sae-only]]\n"
     "\n"
     "Rebuilds the demo model from scratch, deterministically: generates a training cohort of\n"
     "synthetic cells (seed 1001; the demo project uses other seeds), trains the demo ViT on\n"
@@ -127,7 +127,9 @@ const char *kBuildDemoHelp =
     "per-patch part head to the block -2 residual (the layer the SAE reads) instead of the\n"
     "final tokens; --part-weight scales its loss against the cell-type loss (default 1);\n"
     "--part-balance weighs each part's positive patches by negatives / positives, at most CAP\n"
-    "(default 0: unweighted), so that rare parts such as Auer rods are learnt. The defaults\n"
+    "(default 0: unweighted), so that rare parts such as Auer rods are learnt; --part-head-scale\n"
+    "makes the part head a cosine classifier whose rows have norm S (default 0: linear), so\n"
+    "each part must be a large direction of the residual. The defaults\n"
     "(3000 images, 5 ViT epochs, 1500 SAE steps) rebuild the bundled models/demo; it takes\n"
     "about 12 minutes on two cores.\n";
 
@@ -307,7 +309,8 @@ Status writeModelCard(const fs::path &dir, const train::VitTrainReport *vit, con
           << ", \"train_images\": " << vit->trainImages << ", \"heldout_accuracy\": " << vit->validationAccuracy
           << ", \"part_head\": \"" << (vo.patchHeadOnSaeLayer ? "block -2 residual" : "final tokens")
           << "\", \"part_loss_weight\": " << vo.patchLossWeight << ", \"part_positive_weight_cap\": "
-          << vo.patchPositiveWeightCap << ", \"seed\": " << vo.seed << "},\n";
+          << vo.patchPositiveWeightCap << ", \"part_head_scale\": " << vo.patchHeadScale << ", \"seed\": " << vo.seed
+          << "},\n";
         vitLine = v.str();
     }
     std::ofstream out(dir / "model_card.json");
@@ -334,7 +337,7 @@ Status writeModelCard(const fs::path &dir, const train::VitTrainReport *vit, con
 int buildDemoModelsCommand(int argc, char **argv)
 {
     CliArgs args({"--out", "--images", "--vit-epochs", "--sae-steps", "--threads", "--l1", "--work", "--expansion",
-                  "--part-layer", "--part-weight", "--part-balance"},
+                  "--part-layer", "--part-weight", "--part-balance", "--part-head-scale"},
                  {"--help", "--sae-only"});
     if (!args.parse(argc, argv, 2))
         return usageError("build-demo-models", args.error(), kBuildDemoHelp);
@@ -358,6 +361,10 @@ int buildDemoModelsCommand(int argc, char **argv)
     double partBalance = 0.0;
     if (args.has("--part-balance") && (!parseDouble(args.value("--part-balance"), partBalance) || !(partBalance >= 0)))
         return usageError("build-demo-models", "--part-balance needs a number >= 0", kBuildDemoHelp);
+    double partHeadScale = 0.0;
+    if (args.has("--part-head-scale") &&
+        (!parseDouble(args.value("--part-head-scale"), partHeadScale) || !(partHeadScale >= 0)))
+        return usageError("build-demo-models", "--part-head-scale needs a number >= 0", kBuildDemoHelp);
     const fs::path out = args.value("--out", "models/demo");
     std::error_code ec;
     fs::create_directories(out, ec);
@@ -437,6 +444,7 @@ int buildDemoModelsCommand(int argc, char **argv)
     vo.patchHeadOnSaeLayer = partLayer == "sae";
     vo.patchLossWeight = partWeight;
     vo.patchPositiveWeightCap = partBalance;
+    vo.patchHeadScale = partHeadScale;
     Result<train::VitTrainReport> vit = train::VitTrainReport{};
     if (!saeOnly) {
         vit = train::trainVitClassifier(labelled, names, vo, stderrProgress(), &interrupted);
@@ -471,7 +479,8 @@ int buildDemoModelsCommand(int argc, char **argv)
     std::ostringstream rebuild; // the options that reproduce these files (same thread count)
     rebuild << "cytosae build-demo-models --out models/demo --images " << labelled.size() << " --vit-epochs " << epochs
             << " --sae-steps " << steps << " --expansion " << expansion << " --l1 " << l1 << " --part-layer " << partLayer
-            << " --part-weight " << partWeight << " --part-balance " << partBalance;
+            << " --part-weight " << partWeight << " --part-balance " << partBalance << " --part-head-scale "
+            << partHeadScale;
     if (saeOnly) // the ViT options above are this call's, not necessarily those the reused ViT was built with
         rebuild << " (the SAE of this card was trained with --sae-only on a ViT from an earlier build; its vit entry"
                    " is that build's)";

@@ -179,13 +179,20 @@ Result<VitTrainReport> trainVitClassifier(const std::vector<LabelledImage> &imag
                                                           torch::kUInt8)
                                        : at::Tensor();
         at::Tensor lastPatchLogits;
+        // The part head's effective weights: as trained, or rows of fixed norm (cosine head).
+        const double layerNormNorm = std::sqrt(double(o.embedDim)); // a layer-normed token's norm
+        auto partWeight = [&]() {
+            if (o.patchHeadScale <= 0)
+                return head[2];
+            return head[2] / head[2].norm(2, {1}, true).clamp_min(1e-8) * (o.patchHeadScale / layerNormNorm);
+        };
         auto logits = [&](const at::Tensor &x) {
             at::Tensor mid = vit->blocks(vit->embed(x), 0, o.depth - 2);
             at::Tensor tokens = vit->finalNorm(vit->blocks(mid, o.depth - 1, o.depth - 1));
             if (parts > 0) {
                 const at::Tensor source =
                     o.patchHeadOnSaeLayer ? torch::layer_norm(mid, {mid.size(-1)}) : tokens;
-                lastPatchLogits = torch::linear(source.narrow(1, source.size(1) - patches, patches), head[2], head[3]);
+                lastPatchLogits = torch::linear(source.narrow(1, source.size(1) - patches, patches), partWeight(), head[3]);
             }
             return torch::linear(tokens.select(1, 0), head[0], head[1]);
         };
@@ -249,7 +256,7 @@ Result<VitTrainReport> trainVitClassifier(const std::vector<LabelledImage> &imag
         classifier.insert("classifier.weight", head[0]);
         classifier.insert("classifier.bias", head[1]);
         if (parts > 0) {
-            classifier.insert("patch_head.weight", head[2]);
+            classifier.insert("patch_head.weight", partWeight().detach());
             classifier.insert("patch_head.bias", head[3]);
         }
         if (Status s = model::saveVitFile(o.outPath, toNamed(vit->stateDict()), toNamed(classifier)); !s)

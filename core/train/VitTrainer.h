@@ -50,6 +50,11 @@ struct VitTrainOptions {
     // The part head reads the residual after block depth-2 (the layer CytoSAE's SAE reads)
     // instead of the final-norm tokens, so that layer must itself encode the parts.
     bool patchHeadOnSaeLayer = false;
+    // > 0: a cosine part head. Each part's weight row is kept at this fixed norm over the
+    // layer-normed tokens (logit = scale x cosine + bias), so a confident part prediction needs a
+    // large component of the residual along that part's direction, not a small one read out by
+    // large weights. 0: an ordinary linear head.
+    double patchHeadScale = 0.0;
     uint64_t seed = 7;
     int threads = 0;
     model::DeviceChoice device = model::DeviceChoice::Auto;

@@ -4,12 +4,16 @@
 // from its saved state to the same result as an uninterrupted one.
 
 #include "demo/DemoCohort.h"
+#include "imaging/ImageDecoder.h"
+#include "model/TorchCheckpoint.h"
 #include "model/Engine.h"
 #include "model/VitModel.h"
 #include "train/SaeTrainer.h"
 #include "train/VitTrainer.h"
 
 #include <torch/torch.h>
+
+#include <cmath>
 
 #include <QTemporaryDir>
 #include <QtTest>
@@ -185,6 +189,64 @@ private slots:
         QCOMPARE(vit->info().numHeads, 3);
         QCOMPARE(vit->info().depth, 2);
         QCOMPARE(vit->info().imageSize, 112);
+    }
+
+    void cosinePartHeadTrainsAndSavesItsRowsAtTheFixedNorm()
+    {
+        // Part targets that a patch's own pixels decide: 1 where the patch is darker than the
+        // red-cell background (the white cell), 0 elsewhere.
+        QTemporaryDir dir;
+        std::vector<train::LabelledImage> labelled;
+        cells(dir.filePath("cells"), 24, &labelled);
+        const int grid = 8, parts = 2;
+        for (auto &li : labelled) {
+            auto img = imaging::decodeImageFile(li.path);
+            QVERIFY2(img.ok(), li.path.c_str());
+            const auto &im = img->image;
+            li.patchTargets.assign(size_t(grid * grid * parts), 0);
+            for (int q = 0; q < grid * grid; ++q) {
+                double sum = 0;
+                int n = 0;
+                for (int y = (q / grid) * im.height / grid; y < (q / grid + 1) * im.height / grid; ++y)
+                    for (int x = (q % grid) * im.width / grid; x < (q % grid + 1) * im.width / grid; ++x, ++n)
+                        sum += im.pixels[size_t((y * im.width + x) * 3 + 1)]; // green: low on stained cells
+                const bool cell = sum / n < 150;
+                li.patchTargets[size_t(q * parts)] = cell;
+                li.patchTargets[size_t(q * parts + 1)] = !cell;
+            }
+        }
+        train::VitTrainOptions o;
+        o.outPath = dir.filePath("vit.pth").toStdString();
+        o.embedDim = 48;
+        o.depth = 2;
+        o.grid = grid;
+        o.epochs = 4;
+        o.batch = 8;
+        o.lr = 2e-3;
+        o.threads = 1;
+        o.device = model::DeviceChoice::Cpu;
+        o.patchTargetCount = parts;
+        o.patchHeadOnSaeLayer = true;
+        o.patchHeadScale = 12.0;
+        auto r = train::trainVitClassifier(labelled, {"neutrophil", "eosinophil"}, o);
+        QVERIFY2(r.ok(), r.message().c_str());
+        QVERIFY(std::isfinite(r->finalLoss));
+
+        auto archive = model::TorchArchive::open(o.outPath);
+        QVERIFY2(archive.ok(), archive.message().c_str());
+        const model::PyValue *teacher = (*archive)->root().get("teacher");
+        QVERIFY(teacher);
+        auto sd = (*archive)->stateDict(*teacher);
+        QVERIFY2(sd.ok(), sd.message().c_str());
+        const at::Tensor *w = sd->find("patch_head.weight");
+        QVERIFY(w);
+        QCOMPARE(int(w->size(0)), parts);
+        QCOMPARE(int(w->size(1)), 48);
+        // Saved as used: every row has norm scale / sqrt(width), the norm of a layer-normed token.
+        const at::Tensor norms = w->norm(2, {1});
+        for (int k = 0; k < parts; ++k)
+            QVERIFY2(std::abs(norms[k].item<double>() - 12.0 / std::sqrt(48.0)) < 1e-4,
+                     qPrintable(QString::number(norms[k].item<double>())));
     }
 };
 
