@@ -123,15 +123,15 @@ const char *kBuildDemoHelp =
     "Rebuilds the demo model from scratch, deterministically: generates a training cohort of\n"
     "synthetic cells (seed 1001; the demo project uses other seeds), trains the demo ViT on\n"
     "the cell types, then an SAE on its block -2 residuals. Writes demo_vit.pth, demo_sae.pt\n"
-    "and model_card.json into DIR (default models/demo). --part-layer sae attaches the ViT's\n"
-    "per-patch part head to the block -2 residual (the layer the SAE reads) instead of the\n"
-    "final tokens; --part-weight scales its loss against the cell-type loss (default 1);\n"
-    "--part-balance weighs each part's positive patches by negatives / positives, at most CAP\n"
-    "(default 0: unweighted), so that rare parts such as Auer rods are learnt; --part-head-scale\n"
-    "makes the part head a cosine classifier whose rows have norm S (default 0: linear), so\n"
-    "each part must be a large direction of the residual. The defaults\n"
-    "(3000 images, 5 ViT epochs, 1500 SAE steps) rebuild the bundled models/demo; it takes\n"
-    "about 12 minutes on two cores.\n";
+    "and model_card.json into DIR (default models/demo). The ViT also learns which parts each\n"
+    "patch holds: --part-layer sae (default) attaches that per-patch part head to the block -2\n"
+    "residual (the layer the SAE reads), final to the final tokens; --part-weight scales its\n"
+    "loss against the cell-type loss (default 1); --part-balance weighs each part's positive\n"
+    "patches by negatives / positives, at most CAP (default 100; 0: unweighted), so that rare\n"
+    "parts such as Auer rods are learnt; --part-head-scale makes the part head a cosine\n"
+    "classifier whose rows have norm S (default 12; 0: linear), so that each part must be a\n"
+    "large direction of the residual. The defaults (3000 images, 16 ViT epochs, 1500 SAE\n"
+    "steps) rebuild the bundled models/demo; it takes about 35 minutes on two cores.\n";
 
 const char *kDemoHelp =
     "Usage: cytosae demo [DIR] [options]\n"
@@ -345,23 +345,23 @@ int buildDemoModelsCommand(int argc, char **argv)
         std::fputs(kBuildDemoHelp, stdout);
         return 0;
     }
-    int images = 3000, epochs = 5, steps = 1500, threads = 0, expansion = 8;
-    if (!args.intValue("--images", 3000, 50, 1000000, images) || !args.intValue("--expansion", 8, 1, 256, expansion) || !args.intValue("--vit-epochs", 5, 1, 100, epochs) ||
+    int images = 3000, epochs = 16, steps = 1500, threads = 0, expansion = 8;
+    if (!args.intValue("--images", 3000, 50, 1000000, images) || !args.intValue("--expansion", 8, 1, 256, expansion) || !args.intValue("--vit-epochs", 16, 1, 100, epochs) ||
         !args.intValue("--sae-steps", 1500, 10, 1000000, steps) || !args.intValue("--threads", 0, 0, 1024, threads))
         return usageError("build-demo-models", args.error(), kBuildDemoHelp);
     double l1 = 1e-3;
     if (args.has("--l1") && !parseDouble(args.value("--l1"), l1))
         return usageError("build-demo-models", "--l1 needs a number", kBuildDemoHelp);
-    const std::string partLayer = args.value("--part-layer", "final");
+    const std::string partLayer = args.value("--part-layer", "sae");
     if (partLayer != "final" && partLayer != "sae")
         return usageError("build-demo-models", "--part-layer is 'final' or 'sae', not '" + partLayer + "'", kBuildDemoHelp);
     double partWeight = 1.0;
     if (args.has("--part-weight") && (!parseDouble(args.value("--part-weight"), partWeight) || !(partWeight >= 0)))
         return usageError("build-demo-models", "--part-weight needs a number >= 0", kBuildDemoHelp);
-    double partBalance = 0.0;
+    double partBalance = 100.0;
     if (args.has("--part-balance") && (!parseDouble(args.value("--part-balance"), partBalance) || !(partBalance >= 0)))
         return usageError("build-demo-models", "--part-balance needs a number >= 0", kBuildDemoHelp);
-    double partHeadScale = 0.0;
+    double partHeadScale = 12.0;
     if (args.has("--part-head-scale") &&
         (!parseDouble(args.value("--part-head-scale"), partHeadScale) || !(partHeadScale >= 0)))
         return usageError("build-demo-models", "--part-head-scale needs a number >= 0", kBuildDemoHelp);
