@@ -355,16 +355,11 @@ int buildDemoModelsCommand(int argc, char **argv)
     const std::string partLayer = args.value("--part-layer", "sae");
     if (partLayer != "final" && partLayer != "sae")
         return usageError("build-demo-models", "--part-layer is 'final' or 'sae', not '" + partLayer + "'", kBuildDemoHelp);
-    double partWeight = 1.0;
-    if (args.has("--part-weight") && (!parseDouble(args.value("--part-weight"), partWeight) || !(partWeight >= 0)))
-        return usageError("build-demo-models", "--part-weight needs a number >= 0", kBuildDemoHelp);
-    double partBalance = 100.0;
-    if (args.has("--part-balance") && (!parseDouble(args.value("--part-balance"), partBalance) || !(partBalance >= 0)))
-        return usageError("build-demo-models", "--part-balance needs a number >= 0", kBuildDemoHelp);
-    double partHeadScale = 12.0;
-    if (args.has("--part-head-scale") &&
-        (!parseDouble(args.value("--part-head-scale"), partHeadScale) || !(partHeadScale >= 0)))
-        return usageError("build-demo-models", "--part-head-scale needs a number >= 0", kBuildDemoHelp);
+    double partWeight = 1.0, partBalance = 100.0, partHeadScale = 12.0;
+    for (const auto &[opt, value] : {std::pair{"--part-weight", &partWeight}, std::pair{"--part-balance", &partBalance},
+                                     std::pair{"--part-head-scale", &partHeadScale}})
+        if (args.has(opt) && (!parseDouble(args.value(opt), *value) || !(*value >= 0)))
+            return usageError("build-demo-models", std::string(opt) + " needs a number >= 0", kBuildDemoHelp);
     const fs::path out = args.value("--out", "models/demo");
     std::error_code ec;
     fs::create_directories(out, ec);

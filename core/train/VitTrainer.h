@@ -39,8 +39,8 @@ struct VitTrainOptions {
     double lr = 1e-3;
     double weightDecay = 0.05;
     double validationFraction = 0.1;
-    // With patch targets: a linear head on the final-norm patch tokens learns which parts each
-    // patch holds (binary cross-entropy, weighted), besides the cell type on the CLS token.
+    // With patch targets: a head on the patch tokens (layer and kind below) learns which parts
+    // each patch holds (binary cross-entropy, weighted), besides the cell type on the CLS token.
     int patchTargetCount = 0;
     double patchLossWeight = 1.0;
     // Balanced part loss: each part's positive patches are weighted by negatives / positives
