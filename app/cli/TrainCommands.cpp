@@ -14,10 +14,12 @@
 #include "train/SaeTrainer.h"
 #include "train/VitTrainer.h"
 
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <unistd.h>
@@ -40,6 +42,39 @@ bool parseDouble(const std::string &s, double &out)
     char *end = nullptr;
     out = std::strtod(s.c_str(), &end);
     return end != s.c_str() && *end == '\0';
+}
+
+// "--mix atypical_promyelocyte=3,basophil=2": relative weights of the training cohort's cell
+// types; a type not named keeps weight 1. Fills mix (normalised to sum 1) and canonical (the
+// named weights in type order, "" when all are 1); returns an error message, "" when fine.
+std::string parseCellMix(const std::string &text, std::vector<double> &mix, std::string &canonical)
+{
+    std::vector<double> w(size_t(demo::kCellTypeCount), 1.0);
+    std::stringstream in(text);
+    for (std::string item; std::getline(in, item, ',');) {
+        const size_t eq = item.find('=');
+        const auto type = demo::cellTypeFromName(item.substr(0, eq));
+        double weight = 0;
+        if (eq == std::string::npos || !type || !parseDouble(item.substr(eq + 1), weight) || !(weight >= 0) ||
+            !std::isfinite(weight))
+            return "--mix takes TYPE=WEIGHT[,TYPE=WEIGHT...] with cell types such as atypical_promyelocyte and "
+                   "weights >= 0, not '" + item + "'";
+        w[size_t(*type)] = weight;
+    }
+    double total = 0;
+    for (double v : w)
+        total += v;
+    if (!(total > 0))
+        return "--mix leaves no cell type with a weight above 0";
+    std::ostringstream c;
+    for (int t = 0; t < demo::kCellTypeCount; ++t)
+        if (w[size_t(t)] != 1.0)
+            c << (c.tellp() > 0 ? "," : "") << demo::cellTypeName(demo::CellType(t)) << '=' << w[size_t(t)];
+    canonical = c.str();
+    mix.resize(w.size());
+    for (size_t t = 0; t < w.size(); ++t)
+        mix[t] = w[t] / total; // all 1: exactly 1 / kCellTypeCount, as the bundled model was built
+    return {};
 }
 
 model::DeviceChoice deviceOf(const std::string &s, bool &ok)
@@ -118,7 +153,8 @@ const char *kBuildDemoHelp =
     "Usage: cytosae build-demo-models [--out DIR] [--images N] [--vit-epochs N] [--sae-steps N]\n"
     "                                 [--expansion N] [--l1 X] [--part-layer final|sae]\n"
     "                                 [--part-weight X] [--part-balance CAP]\n"
-    "                                 [--part-head-scale S] [--work DIR [--sae-only]]\n"
+    "                                 [--part-head-scale S] [--mix TYPE=W,...]\n"
+    "                                 [--work DIR [--sae-only]]\n"
     "\n"
     "Rebuilds the demo model from scratch, deterministically: generates a training cohort of\n"
     "synthetic cells (seed 1001; the demo project uses other seeds), trains the demo ViT on\n"
@@ -130,8 +166,11 @@ const char *kBuildDemoHelp =
     "patches by negatives / positives, at most CAP (default 100; 0: unweighted), so that rare\n"
     "parts such as Auer rods are learnt; --part-head-scale makes the part head a cosine\n"
     "classifier whose rows have norm S (default 12; 0: linear), so that each part must be a\n"
-    "large direction of the residual. The defaults (3000 images, 16 ViT epochs, 1500 SAE\n"
-    "steps) rebuild the bundled models/demo; it takes about 35 minutes on two cores.\n";
+    "large direction of the residual. --mix weighs the training cohort's cell types (e.g.\n"
+    "atypical_promyelocyte=3; types not named weigh 1; default: class-balanced). A --work\n"
+    "folder keeps the generated cohort for the next call with the same --images and --mix.\n"
+    "The defaults (3000 images, 16 ViT epochs, 1500 SAE steps) rebuild the bundled\n"
+    "models/demo; it takes about 35 minutes on two cores.\n";
 
 const char *kDemoHelp =
     "Usage: cytosae demo [DIR] [options]\n"
@@ -291,7 +330,7 @@ namespace {
 // vit is null with --sae-only: the ViT's line is kept from the card already there.
 Status writeModelCard(const fs::path &dir, const train::VitTrainReport *vit, const train::SaeTrainReport &sae,
                       const train::VitTrainOptions &vo, const train::SaeTrainOptions &so, int trainImages,
-                      const std::string &rebuild)
+                      const std::string &cohort, const std::string &rebuild)
 {
     std::string vitLine;
     if (!vit) {
@@ -323,7 +362,7 @@ Status writeModelCard(const fs::path &dir, const train::VitTrainReport *vit, con
         << sae.dSae << ", \"block_layer\": " << so.blockLayer << ", \"steps\": " << sae.steps << ", \"l1\": "
         << so.l1Coefficient << ", \"final_l0\": " << sae.last.l0 << ", \"explained_variance\": " << sae.last.explained
         << ", \"dead_latents\": " << sae.last.deadLatents << ", \"seed\": " << so.seed << "},\n"
-        << "  \"training_data\": {\"generator\": \"core/demo (seed 1001, class-balanced)\", \"images\": " << trainImages
+        << "  \"training_data\": {\"generator\": \"core/demo (seed 1001, " << cohort << ")\", \"images\": " << trainImages
         << "},\n"
         << "  \"rebuild\": \"" << rebuild << "\"\n"
         << "}\n";
@@ -337,7 +376,7 @@ Status writeModelCard(const fs::path &dir, const train::VitTrainReport *vit, con
 int buildDemoModelsCommand(int argc, char **argv)
 {
     CliArgs args({"--out", "--images", "--vit-epochs", "--sae-steps", "--threads", "--l1", "--work", "--expansion",
-                  "--part-layer", "--part-weight", "--part-balance", "--part-head-scale"},
+                  "--part-layer", "--part-weight", "--part-balance", "--part-head-scale", "--mix"},
                  {"--help", "--sae-only"});
     if (!args.parse(argc, argv, 2))
         return usageError("build-demo-models", args.error(), kBuildDemoHelp);
@@ -360,6 +399,10 @@ int buildDemoModelsCommand(int argc, char **argv)
                                      std::pair{"--part-head-scale", &partHeadScale}})
         if (args.has(opt) && (!parseDouble(args.value(opt), *value) || !(*value >= 0)))
             return usageError("build-demo-models", std::string(opt) + " needs a number >= 0", kBuildDemoHelp);
+    std::vector<double> cellMix;
+    std::string mixText;
+    if (std::string e = parseCellMix(args.value("--mix"), cellMix, mixText); !e.empty())
+        return usageError("build-demo-models", e, kBuildDemoHelp);
     const fs::path out = args.value("--out", "models/demo");
     std::error_code ec;
     fs::create_directories(out, ec);
@@ -372,15 +415,29 @@ int buildDemoModelsCommand(int argc, char **argv)
     InterruptGuard guard;
     std::atomic<bool> &interrupted = interruptFlag();
 
-    // A class-balanced training set from the generator (seed 1001; the demo cohort uses others).
+    // A training set from the generator (seed 1001; the demo cohort uses others), class-balanced
+    // unless --mix weighs the types.
     demo::PatientSpec spec;
     spec.code = "TRAIN";
     spec.diagnosis = "training";
-    spec.cellMix.assign(size_t(demo::kCellTypeCount), 1.0 / demo::kCellTypeCount);
+    spec.cellMix = cellMix;
     spec.cells = images;
     spec.seed = 1001;
     const std::string project = (work / "train.cyto").string();
-    if (!fs::exists(project, ec)) {
+    // The work folder records which cohort it holds, so that a later call with other --images
+    // or --mix does not silently train on the old one.
+    const fs::path stampPath = work / "cohort.txt";
+    std::ostringstream stampText;
+    stampText << "images " << images << " seed " << spec.seed << " mix " << (mixText.empty() ? "balanced" : mixText)
+              << "\n";
+    if (fs::exists(project, ec)) {
+        std::ifstream stampIn(stampPath);
+        const std::string held((std::istreambuf_iterator<char>(stampIn)), std::istreambuf_iterator<char>());
+        if (held != stampText.str())
+            return fail(work.string() + ": holds a training cohort made with other options (" +
+                        (held.empty() ? std::string("no record in cohort.txt") : "cohort.txt: " + held.substr(0, held.find('\n'))) +
+                        "); give another --work folder or delete this one");
+    } else {
         std::fprintf(stderr, "generating %d training cells in %s\n", images, work.string().c_str());
         auto written = demo::writeDemoCohort((work / "cells").string(), {spec}, {}, {}, &interrupted);
         if (!written)
@@ -394,6 +451,10 @@ int buildDemoModelsCommand(int argc, char **argv)
         finishProgress();
         if (!r)
             return fail(r.message());
+        std::ofstream stampOut(stampPath);
+        stampOut << stampText.str();
+        if (!stampOut)
+            return fail(stampPath.string() + ": write failed");
     }
     auto labelledImages = projectImages(project);
     if (!labelledImages)
@@ -476,10 +537,14 @@ int buildDemoModelsCommand(int argc, char **argv)
             << " --sae-steps " << steps << " --expansion " << expansion << " --l1 " << l1 << " --part-layer " << partLayer
             << " --part-weight " << partWeight << " --part-balance " << partBalance << " --part-head-scale "
             << partHeadScale;
+    if (!mixText.empty())
+        rebuild << " --mix " << mixText;
     if (saeOnly) // the ViT options above are this call's, not necessarily those the reused ViT was built with
         rebuild << " (the SAE of this card was trained with --sae-only on a ViT from an earlier build; its vit entry"
                    " is that build's)";
-    if (Status s = writeModelCard(out, saeOnly ? nullptr : &*vit, *sae, vo, so, int(labelled.size()), rebuild.str()); !s)
+    if (Status s = writeModelCard(out, saeOnly ? nullptr : &*vit, *sae, vo, so, int(labelled.size()),
+                                  mixText.empty() ? "class-balanced" : "cell-type weights " + mixText, rebuild.str());
+        !s)
         return fail(s.message());
     if (!keepWork)
         fs::remove_all(work, ec);

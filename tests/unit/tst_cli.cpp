@@ -173,6 +173,40 @@ private slots:
         QVERIFY(again.out.contains("30 already there"));
     }
 
+    void buildDemoModelsWeighsCellTypesAndGuardsItsWorkFolder()
+    {
+        QTemporaryDir dir;
+        const QString work = dir.filePath("work"), out = dir.filePath("model");
+        Run bad = runCli({"build-demo-models", "--out", out, "--mix", "frobnicyte=2"});
+        QCOMPARE(bad.code, 2);
+        QVERIFY2(bad.err.contains("--mix") && bad.err.contains("frobnicyte=2"), qPrintable(bad.err));
+        QCOMPARE(runCli({"build-demo-models", "--out", out, "--mix", "basophil=-1"}).code, 2);
+        QCOMPARE(runCli({"build-demo-models", "--out", out, "--mix", "basophil"}).code, 2);
+
+        const QStringList tiny = {"build-demo-models", "--out", out, "--work", work, "--images", "60", "--vit-epochs",
+                                  "1", "--sae-steps", "10", "--expansion", "2"};
+        Run r = runCli(tiny + QStringList{"--mix", "atypical_promyelocyte=3,basophil=0"});
+        QVERIFY2(r.code == 0, qPrintable(r.out + r.err));
+        // The generated cohort follows the weights: no basophils, atypical promyelocytes well
+        // above a balanced cohort's 6 in 60.
+        QFile manifest(work + "/cells/manifest.csv");
+        QVERIFY(manifest.open(QIODevice::ReadOnly));
+        const QByteArray rows = manifest.readAll();
+        QVERIFY(!rows.contains("basophil"));
+        QVERIFY2(rows.count("atypical_promyelocyte") > 10, rows.constData());
+        QFile card(out + "/model_card.json");
+        QVERIFY(card.open(QIODevice::ReadOnly));
+        const QJsonObject json = QJsonDocument::fromJson(card.readAll()).object();
+        QCOMPARE(json["training_data"].toObject()["generator"].toString(),
+                 QString("core/demo (seed 1001, cell-type weights basophil=0,atypical_promyelocyte=3)"));
+        QVERIFY2(json["rebuild"].toString().endsWith("--mix basophil=0,atypical_promyelocyte=3"),
+                 qPrintable(json["rebuild"].toString()));
+        // The same work folder with other cohort options is refused, not silently reused.
+        Run other = runCli(tiny);
+        QCOMPARE(other.code, 1);
+        QVERIFY2(other.err.contains(work) && other.err.contains("other options"), qPrintable(other.err));
+    }
+
     void wrongCheckpointFailsWithItsName()
     {
         Run r = runCli({"embed", "--vit", kSae, "--sae", kSae, kFix + "images/img0_rgb_224x224.png"});
