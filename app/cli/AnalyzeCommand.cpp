@@ -77,16 +77,6 @@ int fail(const std::string &msg)
     return 1;
 }
 
-bool parseDouble(const std::string &text, double &out)
-{
-    if (text.empty())
-        return false;
-    std::istringstream in(text);
-    in.imbue(std::locale::classic());
-    in >> out;
-    return in && in.peek() == std::char_traits<char>::eof() && std::isfinite(out);
-}
-
 std::string csv(const std::string &s)
 {
     if (s.find_first_of(",\"\n\r") == std::string::npos)
@@ -503,15 +493,10 @@ int analyzeCommand(int argc, char **argv)
     co.cellsPerConcept = ctx.cells;
     co.control = args.value("--control");
     analysis::CohortOptions cohortOptions;
-    if (args.has("--threshold") && !parseDouble(args.value("--threshold"), cohortOptions.threshold))
-        return usageError("--threshold needs a number");
-    if (args.has("--threshold") && cohortOptions.threshold < 0)
-        return usageError("--threshold must not be negative");
-    if (args.has("--l1-ratio") && (!parseDouble(args.value("--l1-ratio"), co.classifier.l1Ratio) ||
-                                   co.classifier.l1Ratio <= 0 || co.classifier.l1Ratio > 1))
-        return usageError("--l1-ratio needs a number in (0, 1]");
-    if (args.has("--alpha") && (!parseDouble(args.value("--alpha"), ctx.alpha) || ctx.alpha <= 0 || ctx.alpha >= 1))
-        return usageError("--alpha needs a number in (0, 1)");
+    if (!args.doubleValue("--threshold", cohortOptions.threshold, {0}, cohortOptions.threshold) ||
+        !args.doubleValue("--l1-ratio", co.classifier.l1Ratio, {0, 1, true}, co.classifier.l1Ratio) ||
+        !args.doubleValue("--alpha", ctx.alpha, {0, 1, true, true}, ctx.alpha))
+        return usageError(args.error());
     const std::string metricName = args.value("--metric", "cosine");
     if (metricName != "cosine" && metricName != "correlation")
         return usageError("--metric must be cosine or correlation");

@@ -1,9 +1,26 @@
 #include "CliArgs.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
+#include <locale>
+#include <sstream>
 
 namespace cytosae::cli {
+
+bool parseDouble(const std::string &text, double &out)
+{
+    if (text.empty())
+        return false;
+    std::istringstream in(text);
+    in.imbue(std::locale::classic());
+    double v = 0;
+    in >> v;
+    if (!in || in.peek() != std::char_traits<char>::eof() || !std::isfinite(v))
+        return false;
+    out = v;
+    return true;
+}
 
 CliArgs::CliArgs(std::set<std::string> valueOptions, std::set<std::string> flags)
     : m_valueOptions(std::move(valueOptions)), m_flagOptions(std::move(flags))
@@ -75,6 +92,37 @@ bool CliArgs::intValue(const std::string &opt, int fallback, int min, int max, i
         return false;
     }
     out = int(v);
+    return true;
+}
+
+bool CliArgs::doubleValue(const std::string &opt, double fallback, Bounds bounds, double &out)
+{
+    auto it = m_values.find(opt);
+    if (it == m_values.end()) {
+        out = fallback;
+        return true;
+    }
+    double v = 0;
+    const bool parsed = parseDouble(it->second, v);
+    const bool aboveMin = bounds.minOpen ? v > bounds.min : v >= bounds.min;
+    const bool belowMax = bounds.maxOpen ? v < bounds.max : v <= bounds.max;
+    if (!parsed || !aboveMin || !belowMax) {
+        auto number = [](double x) {
+            std::ostringstream s;
+            s.imbue(std::locale::classic());
+            s << x;
+            return s.str();
+        };
+        std::string need = "option " + opt + " needs a number";
+        if (std::isfinite(bounds.min))
+            need += (bounds.minOpen ? " > " : " >= ") + number(bounds.min);
+        if (std::isfinite(bounds.max))
+            need += std::string(std::isfinite(bounds.min) ? " and" : "") + (bounds.maxOpen ? " < " : " <= ") +
+                    number(bounds.max);
+        m_error = need + ", got '" + it->second + "'";
+        return false;
+    }
+    out = v;
     return true;
 }
 

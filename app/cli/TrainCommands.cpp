@@ -37,13 +37,6 @@ int fail(const std::string &msg)
     return 1;
 }
 
-bool parseDouble(const std::string &s, double &out)
-{
-    char *end = nullptr;
-    out = std::strtod(s.c_str(), &end);
-    return end != s.c_str() && *end == '\0';
-}
-
 // "--mix atypical_promyelocyte=3,basophil=2": relative weights of the training cohort's cell
 // types; a type not named keeps weight 1. Fills mix (normalised to sum 1) and canonical (the
 // named weights in type order, "" when all are 1); returns an error message, "" when fine.
@@ -55,8 +48,7 @@ std::string parseCellMix(const std::string &text, std::vector<double> &mix, std:
         const size_t eq = item.find('=');
         const auto type = demo::cellTypeFromName(item.substr(0, eq));
         double weight = 0;
-        if (eq == std::string::npos || !type || !parseDouble(item.substr(eq + 1), weight) || !(weight >= 0) ||
-            !std::isfinite(weight))
+        if (eq == std::string::npos || !type || !parseDouble(item.substr(eq + 1), weight) || weight < 0)
             return "--mix takes TYPE=WEIGHT[,TYPE=WEIGHT...] with cell types such as atypical_promyelocyte and "
                    "weights >= 0, not '" + item + "'";
         w[size_t(*type)] = weight;
@@ -76,6 +68,8 @@ std::string parseCellMix(const std::string &text, std::vector<double> &mix, std:
         mix[t] = w[t] / total; // all 1: exactly 1 / kCellTypeCount, as the bundled model was built
     return {};
 }
+
+const CliArgs::Bounds kPositive{0, std::numeric_limits<double>::infinity(), true}, kNonNegative{0};
 
 model::DeviceChoice deviceOf(const std::string &s, bool &ok)
 {
@@ -237,9 +231,9 @@ int trainSaeCommand(int argc, char **argv)
         return usageError("train-sae", args.error(), kTrainSaeHelp);
     o.seed = uint64_t(seed);
     o.maxBufferTokens = maxTokensM;
-    if ((args.has("--lr") && !parseDouble(args.value("--lr"), o.lr)) ||
-        (args.has("--l1") && !parseDouble(args.value("--l1"), o.l1Coefficient)))
-        return usageError("train-sae", "--lr and --l1 need numbers", kTrainSaeHelp);
+    if (!args.doubleValue("--lr", o.lr, kPositive, o.lr) ||
+        !args.doubleValue("--l1", o.l1Coefficient, kNonNegative, o.l1Coefficient))
+        return usageError("train-sae", args.error(), kTrainSaeHelp);
     bool ok = true;
     o.device = deviceOf(args.value("--device", "auto"), ok);
     if (!ok)
@@ -288,8 +282,8 @@ int trainVitCommand(int argc, char **argv)
         !args.intValue("--seed", 7, 0, 1 << 30, seed) || !args.intValue("--threads", 0, 0, 1024, o.threads))
         return usageError("train-vit", args.error(), kTrainVitHelp);
     o.seed = uint64_t(seed);
-    if (args.has("--lr") && !parseDouble(args.value("--lr"), o.lr))
-        return usageError("train-vit", "--lr needs a number", kTrainVitHelp);
+    if (!args.doubleValue("--lr", o.lr, kPositive, o.lr))
+        return usageError("train-vit", args.error(), kTrainVitHelp);
     bool ok = true;
     o.device = deviceOf(args.value("--device", "auto"), ok);
     if (!ok)
@@ -389,16 +383,16 @@ int buildDemoModelsCommand(int argc, char **argv)
         !args.intValue("--sae-steps", 1500, 10, 1000000, steps) || !args.intValue("--threads", 0, 0, 1024, threads))
         return usageError("build-demo-models", args.error(), kBuildDemoHelp);
     double l1 = 1e-3;
-    if (args.has("--l1") && !parseDouble(args.value("--l1"), l1))
-        return usageError("build-demo-models", "--l1 needs a number", kBuildDemoHelp);
+    if (!args.doubleValue("--l1", 1e-3, kNonNegative, l1))
+        return usageError("build-demo-models", args.error(), kBuildDemoHelp);
     const std::string partLayer = args.value("--part-layer", "sae");
     if (partLayer != "final" && partLayer != "sae")
         return usageError("build-demo-models", "--part-layer is 'final' or 'sae', not '" + partLayer + "'", kBuildDemoHelp);
     double partWeight = 1.0, partBalance = 100.0, partHeadScale = 12.0;
-    for (const auto &[opt, value] : {std::pair{"--part-weight", &partWeight}, std::pair{"--part-balance", &partBalance},
-                                     std::pair{"--part-head-scale", &partHeadScale}})
-        if (args.has(opt) && (!parseDouble(args.value(opt), *value) || !(*value >= 0)))
-            return usageError("build-demo-models", std::string(opt) + " needs a number >= 0", kBuildDemoHelp);
+    if (!args.doubleValue("--part-weight", partWeight, kNonNegative, partWeight) ||
+        !args.doubleValue("--part-balance", partBalance, kNonNegative, partBalance) ||
+        !args.doubleValue("--part-head-scale", partHeadScale, kNonNegative, partHeadScale))
+        return usageError("build-demo-models", args.error(), kBuildDemoHelp);
     std::vector<double> cellMix;
     std::string mixText;
     if (std::string e = parseCellMix(args.value("--mix"), cellMix, mixText); !e.empty())

@@ -52,6 +52,21 @@ private slots:
         Run top = runCli({"embed", "--top", "zero", "--vit", kVit, "--sae", kSae, "x.png"});
         QCOMPARE(top.code, 2);
         QVERIFY(top.err.contains("--top"));
+        // Decimal options: out of range, not a number or not finite stops with a usage error
+        // that names the option and its range, before any work is done.
+        const QList<QPair<QStringList, QString>> decimals = {
+            {{"train-sae", "p.cyto", "--vit", "v.pth", "--out", "o.pt", "--lr", "0"}, "option --lr needs a number > 0, got '0'"},
+            {{"train-sae", "p.cyto", "--vit", "v.pth", "--out", "o.pt", "--l1", "-1"}, "option --l1 needs a number >= 0"},
+            {{"train-vit", "p.cyto", "--out", "o.pth", "--lr", "1e-3x"}, "option --lr needs a number > 0, got '1e-3x'"},
+            {{"build-demo-models", "--part-balance", "nan"}, "option --part-balance needs a number >= 0"},
+            {{"analyze", "p.cyto", "classify", "--alpha", "1"}, "option --alpha needs a number > 0 and < 1, got '1'"},
+            {{"analyze", "p.cyto", "classify", "--l1-ratio", "0"}, "option --l1-ratio needs a number > 0 and <= 1"},
+            {{"analyze", "p.cyto", "classify", "--threshold", "-0.1"}, "option --threshold needs a number >= 0"}};
+        for (const auto &[args, message] : decimals) {
+            Run r = runCli(args);
+            QCOMPARE(r.code, 2);
+            QVERIFY2(r.err.contains(message), qPrintable(args.join(' ') + ": " + r.err));
+        }
     }
 
     void badImagesAreReportedAndTheRestIsDone()
