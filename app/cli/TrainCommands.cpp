@@ -145,7 +145,7 @@ const char *kTrainVitHelp =
 
 const char *kBuildDemoHelp =
     "Usage: cytosae build-demo-models [--out DIR] [--images N] [--vit-epochs N] [--sae-steps N]\n"
-    "                                 [--expansion N] [--l1 X] [--part-layer final|sae]\n"
+    "                                 [--expansion N] [--l1 X] [--part-layer final|sae|sae-raw]\n"
     "                                 [--part-weight X] [--part-balance CAP]\n"
     "                                 [--part-head-scale S] [--mix TYPE=W,...]\n"
     "                                 [--work DIR [--sae-only]]\n"
@@ -155,7 +155,8 @@ const char *kBuildDemoHelp =
     "the cell types, then an SAE on its block -2 residuals. Writes demo_vit.pth, demo_sae.pt\n"
     "and model_card.json into DIR (default models/demo). The ViT also learns which parts each\n"
     "patch holds: --part-layer sae (default) attaches that per-patch part head to the block -2\n"
-    "residual (the layer the SAE reads), final to the final tokens; --part-weight scales its\n"
+    "residual (the layer the SAE reads) after a layer norm, sae-raw to that residual as the\n"
+    "SAE reads it, final to the final tokens; --part-weight scales its\n"
     "loss against the cell-type loss (default 1); --part-balance weighs each part's positive\n"
     "patches by negatives / positives, at most CAP (default 100; 0: unweighted), so that rare\n"
     "parts such as Auer rods are learnt; --part-head-scale makes the part head a cosine\n"
@@ -335,12 +336,15 @@ Status writeModelCard(const fs::path &dir, const train::VitTrainReport *vit, con
         if (vitLine.empty())
             vitLine = "  \"vit\": {\"file\": \"demo_vit.pth\", \"note\": \"reused with --sae-only; no card found\"},\n";
     } else {
+        const char *partHead = !vo.patchHeadOnSaeLayer   ? "final tokens"
+                               : vo.patchHeadRawResidual ? "block -2 residual, raw"
+                                                         : "block -2 residual";
         std::ostringstream v;
         v << "  \"vit\": {\"file\": \"demo_vit.pth\", \"format\": \"DinoBloom teacher checkpoint\", \"embed_dim\": "
           << vo.embedDim << ", \"depth\": " << vo.depth << ", \"heads\": " << vo.embedDim / 16 << ", \"patch\": "
           << vo.patchSize << ", \"image_size\": " << vo.grid * vo.patchSize << ", \"epochs\": " << vit->epochs
           << ", \"train_images\": " << vit->trainImages << ", \"heldout_accuracy\": " << vit->validationAccuracy
-          << ", \"part_head\": \"" << (vo.patchHeadOnSaeLayer ? "block -2 residual" : "final tokens")
+          << ", \"part_head\": \"" << partHead
           << "\", \"part_loss_weight\": " << vo.patchLossWeight << ", \"part_positive_weight_cap\": "
           << vo.patchPositiveWeightCap << ", \"part_head_scale\": " << vo.patchHeadScale << ", \"seed\": " << vo.seed
           << "},\n";
@@ -356,8 +360,8 @@ Status writeModelCard(const fs::path &dir, const train::VitTrainReport *vit, con
         << sae.dSae << ", \"block_layer\": " << so.blockLayer << ", \"steps\": " << sae.steps << ", \"l1\": "
         << so.l1Coefficient << ", \"final_l0\": " << sae.last.l0 << ", \"explained_variance\": " << sae.last.explained
         << ", \"dead_latents\": " << sae.last.deadLatents << ", \"seed\": " << so.seed << "},\n"
-        << "  \"training_data\": {\"generator\": \"core/demo (seed 1001, " << cohort << ")\", \"images\": " << trainImages
-        << "},\n"
+        << "  \"training_data\": {\"generator\": \"core/demo (seed 1001, " << cohort
+        << ")\", \"images\": " << trainImages << "},\n"
         << "  \"rebuild\": \"" << rebuild << "\"\n"
         << "}\n";
     if (!out)
@@ -386,8 +390,9 @@ int buildDemoModelsCommand(int argc, char **argv)
     if (!args.doubleValue("--l1", 1e-3, kNonNegative, l1))
         return usageError("build-demo-models", args.error(), kBuildDemoHelp);
     const std::string partLayer = args.value("--part-layer", "sae");
-    if (partLayer != "final" && partLayer != "sae")
-        return usageError("build-demo-models", "--part-layer is 'final' or 'sae', not '" + partLayer + "'", kBuildDemoHelp);
+    if (partLayer != "final" && partLayer != "sae" && partLayer != "sae-raw")
+        return usageError("build-demo-models", "--part-layer is 'final', 'sae' or 'sae-raw', not '" + partLayer + "'",
+                          kBuildDemoHelp);
     double partWeight = 1.0, partBalance = 100.0, partHeadScale = 12.0;
     if (!args.doubleValue("--part-weight", partWeight, kNonNegative, partWeight) ||
         !args.doubleValue("--part-balance", partBalance, kNonNegative, partBalance) ||
@@ -429,7 +434,8 @@ int buildDemoModelsCommand(int argc, char **argv)
         const std::string held((std::istreambuf_iterator<char>(stampIn)), std::istreambuf_iterator<char>());
         if (held != stampText.str())
             return fail(work.string() + ": holds a training cohort made with other options (" +
-                        (held.empty() ? std::string("no record in cohort.txt") : "cohort.txt: " + held.substr(0, held.find('\n'))) +
+                        (held.empty() ? std::string("no record in cohort.txt")
+                                      : "cohort.txt: " + held.substr(0, held.find('\n'))) +
                         "); give another --work folder or delete this one");
     } else {
         std::fprintf(stderr, "generating %d training cells in %s\n", images, work.string().c_str());
@@ -491,7 +497,8 @@ int buildDemoModelsCommand(int argc, char **argv)
     vo.threads = threads;
     vo.device = model::DeviceChoice::Cpu; // deterministic and the same on every machine
     vo.patchTargetCount = parts;
-    vo.patchHeadOnSaeLayer = partLayer == "sae";
+    vo.patchHeadOnSaeLayer = partLayer != "final";
+    vo.patchHeadRawResidual = partLayer == "sae-raw";
     vo.patchLossWeight = partWeight;
     vo.patchPositiveWeightCap = partBalance;
     vo.patchHeadScale = partHeadScale;

@@ -190,8 +190,9 @@ Result<VitTrainReport> trainVitClassifier(const std::vector<LabelledImage> &imag
             at::Tensor mid = vit->blocks(vit->embed(x), 0, o.depth - 2);
             at::Tensor tokens = vit->finalNorm(vit->blocks(mid, o.depth - 1, o.depth - 1));
             if (parts > 0) {
-                const at::Tensor source =
-                    o.patchHeadOnSaeLayer ? torch::layer_norm(mid, {mid.size(-1)}) : tokens;
+                const at::Tensor source = !o.patchHeadOnSaeLayer  ? tokens
+                                          : o.patchHeadRawResidual ? mid
+                                                                   : torch::layer_norm(mid, {mid.size(-1)});
                 lastPatchLogits = torch::linear(source.narrow(1, source.size(1) - patches, patches), partWeight(), head[3]);
             }
             return torch::linear(tokens.select(1, 0), head[0], head[1]);

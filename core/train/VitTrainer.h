@@ -50,6 +50,11 @@ struct VitTrainOptions {
     // The part head reads the residual after block depth-2 (the layer CytoSAE's SAE reads)
     // instead of the final-norm tokens, so that layer must itself encode the parts.
     bool patchHeadOnSaeLayer = false;
+    // With patchHeadOnSaeLayer: the head reads that residual as it is (exactly the SAE's input)
+    // instead of its layer norm. With a fixed-norm head (below) a confident part then needs a
+    // large projection of the raw residual on the part's direction, which is what the SAE's
+    // reconstruction loss weighs; a layer-normed head is blind to the token's norm.
+    bool patchHeadRawResidual = false;
     // > 0: a cosine part head. Each part's weight row is kept at this fixed norm over the
     // layer-normed tokens (logit = scale x cosine + bias), so a confident part prediction needs a
     // large component of the residual along that part's direction, not a small one read out by
