@@ -154,18 +154,18 @@ const char *kBuildDemoHelp =
     "synthetic cells (seed 1001; the demo project uses other seeds), trains the demo ViT on\n"
     "the cell types, then an SAE on its block -2 residuals. Writes demo_vit.pth, demo_sae.pt\n"
     "and model_card.json into DIR (default models/demo). The ViT also learns which parts each\n"
-    "patch holds: --part-layer sae (default) attaches that per-patch part head to the block -2\n"
-    "residual (the layer the SAE reads) after a layer norm, sae-raw to that residual as the\n"
-    "SAE reads it, final to the final tokens; --part-weight scales its\n"
-    "loss against the cell-type loss (default 1); --part-balance weighs each part's positive\n"
-    "patches by negatives / positives, at most CAP (default 100; 0: unweighted), so that rare\n"
-    "parts such as Auer rods are learnt; --part-head-scale makes the part head a cosine\n"
-    "classifier whose rows have norm S (default 12; 0: linear), so that each part must be a\n"
-    "large direction of the residual. --mix weighs the training cohort's cell types (e.g.\n"
-    "atypical_promyelocyte=3; types not named weigh 1; default: class-balanced). A --work\n"
-    "folder keeps the generated cohort for the next call with the same --images and --mix.\n"
-    "The defaults (3000 images, 16 ViT epochs, 1500 SAE steps) rebuild the bundled\n"
-    "models/demo; it takes about 35 minutes on two cores.\n";
+    "patch holds: --part-layer sae-raw (default) attaches that per-patch part head to the\n"
+    "block -2 residual exactly as the SAE reads it, sae to its layer norm, final to the final\n"
+    "tokens; --part-weight scales its loss against the cell-type loss (default 1);\n"
+    "--part-balance weighs each part's positive patches by negatives / positives, at most CAP\n"
+    "(default 1000; 0: unweighted), so that rare parts such as Auer rods are learnt;\n"
+    "--part-head-scale holds the part head's rows at norm S (default 12; 0: free), so that\n"
+    "each part must be a large direction of the residual. --mix weighs the training cohort's\n"
+    "cell types (e.g. atypical_promyelocyte=3; types not named weigh 1; default:\n"
+    "class-balanced). A --work folder keeps the generated cohort for the next call with the\n"
+    "same --images and --mix.\n"
+    "The defaults (3000 images, 16 ViT epochs, 3000 SAE steps) build the bundled\n"
+    "models/demo; it takes about 45 minutes on two cores.\n";
 
 const char *kDemoHelp =
     "Usage: cytosae demo [DIR] [options]\n"
@@ -382,18 +382,18 @@ int buildDemoModelsCommand(int argc, char **argv)
         std::fputs(kBuildDemoHelp, stdout);
         return 0;
     }
-    int images = 3000, epochs = 16, steps = 1500, threads = 0, expansion = 8;
+    int images = 3000, epochs = 16, steps = 3000, threads = 0, expansion = 8;
     if (!args.intValue("--images", 3000, 50, 1000000, images) || !args.intValue("--expansion", 8, 1, 256, expansion) || !args.intValue("--vit-epochs", 16, 1, 100, epochs) ||
-        !args.intValue("--sae-steps", 1500, 10, 1000000, steps) || !args.intValue("--threads", 0, 0, 1024, threads))
+        !args.intValue("--sae-steps", 3000, 10, 1000000, steps) || !args.intValue("--threads", 0, 0, 1024, threads))
         return usageError("build-demo-models", args.error(), kBuildDemoHelp);
     double l1 = 1e-3;
     if (!args.doubleValue("--l1", 1e-3, kNonNegative, l1))
         return usageError("build-demo-models", args.error(), kBuildDemoHelp);
-    const std::string partLayer = args.value("--part-layer", "sae");
+    const std::string partLayer = args.value("--part-layer", "sae-raw");
     if (partLayer != "final" && partLayer != "sae" && partLayer != "sae-raw")
         return usageError("build-demo-models", "--part-layer is 'final', 'sae' or 'sae-raw', not '" + partLayer + "'",
                           kBuildDemoHelp);
-    double partWeight = 1.0, partBalance = 100.0, partHeadScale = 12.0;
+    double partWeight = 1.0, partBalance = 1000.0, partHeadScale = 12.0;
     if (!args.doubleValue("--part-weight", partWeight, kNonNegative, partWeight) ||
         !args.doubleValue("--part-balance", partBalance, kNonNegative, partBalance) ||
         !args.doubleValue("--part-head-scale", partHeadScale, kNonNegative, partHeadScale))

@@ -55,10 +55,10 @@ struct VitTrainOptions {
     // large projection of the raw residual on the part's direction, which is what the SAE's
     // reconstruction loss weighs; a layer-normed head is blind to the token's norm.
     bool patchHeadRawResidual = false;
-    // > 0: a cosine part head. Each part's weight row is kept at this fixed norm over the
-    // layer-normed tokens (logit = scale x cosine + bias), so a confident part prediction needs a
-    // large component of the residual along that part's direction, not a small one read out by
-    // large weights. 0: an ordinary linear head.
+    // > 0: a fixed-norm part head. Each part's weight row is kept at norm scale / sqrt(width)
+    // (over layer-normed tokens, whose norm is sqrt(width): logit = scale x cosine + bias), so a
+    // confident part prediction needs a large component of the residual along that part's
+    // direction, not a small one read out by large weights. 0: an ordinary linear head.
     double patchHeadScale = 0.0;
     uint64_t seed = 7;
     int threads = 0;

@@ -8,6 +8,7 @@
 #include "model/TorchCheckpoint.h"
 #include "model/Engine.h"
 #include "model/VitModel.h"
+#include "train/Activations.h"
 #include "train/SaeTrainer.h"
 #include "train/VitTrainer.h"
 
@@ -247,6 +248,71 @@ private slots:
         for (int k = 0; k < parts; ++k)
             QVERIFY2(std::abs(norms[k].item<double>() - 12.0 / std::sqrt(48.0)) < 1e-4,
                      qPrintable(QString::number(norms[k].item<double>())));
+    }
+
+    void rawResidualPartHeadReadsTheSaesInput()
+    {
+        // With patchHeadRawResidual the saved head applies to the block -2 residual exactly as
+        // the SAE reads it (collected by the SAE trainer's own code): it must tell the white
+        // cell's patches from the background there.
+        QTemporaryDir dir;
+        std::vector<train::LabelledImage> labelled;
+        cells(dir.filePath("cells"), 24, &labelled);
+        const int grid = 8, parts = 2;
+        for (auto &li : labelled) {
+            auto img = imaging::decodeImageFile(li.path);
+            QVERIFY(img.ok());
+            li.patchTargets.assign(size_t(grid * grid * parts), 0);
+            for (int q = 0; q < grid * grid; ++q) {
+                double sum = 0;
+                int n = 0;
+                for (int y = (q / grid) * img->image.height / grid; y < (q / grid + 1) * img->image.height / grid; ++y)
+                    for (int x = (q % grid) * img->image.width / grid; x < (q % grid + 1) * img->image.width / grid;
+                         ++x, ++n)
+                        sum += img->image.pixels[size_t((y * img->image.width + x) * 3 + 1)];
+                li.patchTargets[size_t(q * parts)] = sum / n < 150;
+                li.patchTargets[size_t(q * parts + 1)] = !(sum / n < 150);
+            }
+        }
+        train::VitTrainOptions o;
+        o.outPath = dir.filePath("vit.pth").toStdString();
+        o.embedDim = 48;
+        o.depth = 2;
+        o.grid = grid;
+        o.epochs = 12;
+        o.batch = 8;
+        o.lr = 2e-3;
+        o.threads = 1;
+        o.device = model::DeviceChoice::Cpu;
+        o.patchTargetCount = parts;
+        o.patchHeadOnSaeLayer = true;
+        o.patchHeadRawResidual = true;
+        o.patchHeadScale = 12.0;
+        auto r = train::trainVitClassifier(labelled, {"neutrophil", "eosinophil"}, o);
+        QVERIFY2(r.ok(), r.message().c_str());
+
+        auto archive = model::TorchArchive::open(o.outPath);
+        QVERIFY2(archive.ok(), archive.message().c_str());
+        auto sd = (*archive)->stateDict(*(*archive)->root().get("teacher"));
+        QVERIFY2(sd.ok(), sd.message().c_str());
+        const at::Tensor *w = sd->find("patch_head.weight"), *b = sd->find("patch_head.bias");
+        QVERIFY(w && b);
+        auto vit = model::VitModel::load(o.outPath, 0);
+        QVERIFY2(vit.ok(), vit.message().c_str());
+        std::vector<std::string> paths;
+        for (const auto &li : labelled)
+            paths.push_back(li.path);
+        auto acts = train::collectActivations(*vit, paths, o.depth - 2, 1 << 30, c10::Device(c10::kCPU), {}, nullptr);
+        QVERIFY2(acts.ok(), acts.message().c_str());
+        QCOMPARE(acts->tokensPerImage, 1 + grid * grid);
+        const at::Tensor tokens = acts->tokens.view({int64_t(paths.size()), 1 + grid * grid, -1});
+        const at::Tensor patchTokens = tokens.narrow(1, 1, grid * grid);
+        const at::Tensor logits = at::linear(patchTokens, *w, *b); // [images, patches, parts]
+        int right = 0, total = 0;
+        for (size_t i = 0; i < labelled.size(); ++i)
+            for (int q = 0; q < grid * grid; ++q, ++total)
+                right += (logits[int64_t(i)][q][0].item<float>() > 0) == bool(labelled[i].patchTargets[size_t(q * parts)]);
+        QVERIFY2(right >= 0.85 * total, qPrintable(QString("%1 of %2 patches").arg(right).arg(total)));
     }
 };
 
