@@ -19,6 +19,7 @@
 // Usage: bench_concepts [--vit FILE --sae FILE] [--cells-per-type N] [--seed N] [--probe]
 // --seed picks another held-out set (cell seeds N * 1000 + type * 1000 + i; default 777), to
 // check that a model chosen on the default set does as well on cells it was not chosen on.
+// Seeds less than 10 apart reuse each other's cell seeds (for other types): use one further off.
 
 #include "analysis/Statistics.h"
 #include "demo/SyntheticCells.h"

@@ -49,6 +49,51 @@ std::vector<std::string> cells(const QString &dir, int count, std::vector<train:
     return out;
 }
 
+// Part targets that a patch's own pixels decide: part 0 where the patch is darker than the
+// red-cell background (the white cell), part 1 elsewhere. Returns the path of an image that did
+// not decode, "" when all did.
+std::string setCellPatchTargets(std::vector<train::LabelledImage> &labelled, int grid)
+{
+    const int parts = 2;
+    for (auto &li : labelled) {
+        auto img = imaging::decodeImageFile(li.path);
+        if (!img.ok())
+            return li.path;
+        const auto &im = img->image;
+        li.patchTargets.assign(size_t(grid * grid * parts), 0);
+        for (int q = 0; q < grid * grid; ++q) {
+            double sum = 0;
+            int n = 0;
+            for (int y = (q / grid) * im.height / grid; y < (q / grid + 1) * im.height / grid; ++y)
+                for (int x = (q % grid) * im.width / grid; x < (q % grid + 1) * im.width / grid; ++x, ++n)
+                    sum += im.pixels[size_t((y * im.width + x) * 3 + 1)]; // green: low on stained cells
+            const bool cell = sum / n < 150;
+            li.patchTargets[size_t(q * parts)] = cell;
+            li.patchTargets[size_t(q * parts + 1)] = !cell;
+        }
+    }
+    return {};
+}
+
+// A tiny ViT (width 48, 2 blocks) with a fixed-norm (scale 12) part head on the SAE's layer.
+train::VitTrainOptions partHeadOptions(const QString &outPath, int grid, int parts, int epochs)
+{
+    train::VitTrainOptions o;
+    o.outPath = outPath.toStdString();
+    o.embedDim = 48;
+    o.depth = 2;
+    o.grid = grid;
+    o.epochs = epochs;
+    o.batch = 8;
+    o.lr = 2e-3;
+    o.threads = 1;
+    o.device = model::DeviceChoice::Cpu;
+    o.patchTargetCount = parts;
+    o.patchHeadOnSaeLayer = true;
+    o.patchHeadScale = 12.0;
+    return o;
+}
+
 train::SaeTrainOptions options(const QString &out)
 {
     train::SaeTrainOptions o;
@@ -194,41 +239,13 @@ private slots:
 
     void cosinePartHeadTrainsAndSavesItsRowsAtTheFixedNorm()
     {
-        // Part targets that a patch's own pixels decide: 1 where the patch is darker than the
-        // red-cell background (the white cell), 0 elsewhere.
         QTemporaryDir dir;
         std::vector<train::LabelledImage> labelled;
         cells(dir.filePath("cells"), 24, &labelled);
         const int grid = 8, parts = 2;
-        for (auto &li : labelled) {
-            auto img = imaging::decodeImageFile(li.path);
-            QVERIFY2(img.ok(), li.path.c_str());
-            const auto &im = img->image;
-            li.patchTargets.assign(size_t(grid * grid * parts), 0);
-            for (int q = 0; q < grid * grid; ++q) {
-                double sum = 0;
-                int n = 0;
-                for (int y = (q / grid) * im.height / grid; y < (q / grid + 1) * im.height / grid; ++y)
-                    for (int x = (q % grid) * im.width / grid; x < (q % grid + 1) * im.width / grid; ++x, ++n)
-                        sum += im.pixels[size_t((y * im.width + x) * 3 + 1)]; // green: low on stained cells
-                const bool cell = sum / n < 150;
-                li.patchTargets[size_t(q * parts)] = cell;
-                li.patchTargets[size_t(q * parts + 1)] = !cell;
-            }
-        }
-        train::VitTrainOptions o;
-        o.outPath = dir.filePath("vit.pth").toStdString();
-        o.embedDim = 48;
-        o.depth = 2;
-        o.grid = grid;
-        o.epochs = 4;
-        o.batch = 8;
-        o.lr = 2e-3;
-        o.threads = 1;
-        o.device = model::DeviceChoice::Cpu;
-        o.patchTargetCount = parts;
-        o.patchHeadOnSaeLayer = true;
-        o.patchHeadScale = 12.0;
+        const std::string undecoded = setCellPatchTargets(labelled, grid);
+        QVERIFY2(undecoded.empty(), undecoded.c_str());
+        const train::VitTrainOptions o = partHeadOptions(dir.filePath("vit.pth"), grid, parts, 4);
         auto r = train::trainVitClassifier(labelled, {"neutrophil", "eosinophil"}, o);
         QVERIFY2(r.ok(), r.message().c_str());
         QVERIFY(std::isfinite(r->finalLoss));
@@ -259,35 +276,10 @@ private slots:
         std::vector<train::LabelledImage> labelled;
         cells(dir.filePath("cells"), 24, &labelled);
         const int grid = 8, parts = 2;
-        for (auto &li : labelled) {
-            auto img = imaging::decodeImageFile(li.path);
-            QVERIFY(img.ok());
-            li.patchTargets.assign(size_t(grid * grid * parts), 0);
-            for (int q = 0; q < grid * grid; ++q) {
-                double sum = 0;
-                int n = 0;
-                for (int y = (q / grid) * img->image.height / grid; y < (q / grid + 1) * img->image.height / grid; ++y)
-                    for (int x = (q % grid) * img->image.width / grid; x < (q % grid + 1) * img->image.width / grid;
-                         ++x, ++n)
-                        sum += img->image.pixels[size_t((y * img->image.width + x) * 3 + 1)];
-                li.patchTargets[size_t(q * parts)] = sum / n < 150;
-                li.patchTargets[size_t(q * parts + 1)] = !(sum / n < 150);
-            }
-        }
-        train::VitTrainOptions o;
-        o.outPath = dir.filePath("vit.pth").toStdString();
-        o.embedDim = 48;
-        o.depth = 2;
-        o.grid = grid;
-        o.epochs = 12;
-        o.batch = 8;
-        o.lr = 2e-3;
-        o.threads = 1;
-        o.device = model::DeviceChoice::Cpu;
-        o.patchTargetCount = parts;
-        o.patchHeadOnSaeLayer = true;
+        const std::string undecoded = setCellPatchTargets(labelled, grid);
+        QVERIFY2(undecoded.empty(), undecoded.c_str());
+        train::VitTrainOptions o = partHeadOptions(dir.filePath("vit.pth"), grid, parts, 12);
         o.patchHeadRawResidual = true;
-        o.patchHeadScale = 12.0;
         auto r = train::trainVitClassifier(labelled, {"neutrophil", "eosinophil"}, o);
         QVERIFY2(r.ok(), r.message().c_str());
 
