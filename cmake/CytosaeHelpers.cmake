@@ -2,6 +2,11 @@
 
 function(cytosae_target_defaults target)
     target_compile_options(${target} PRIVATE -Wall -Wextra)
+    get_target_property(type ${target} TYPE)
+    if(type STREQUAL "EXECUTABLE" AND TARGET cytosae_process_init)
+        # Passive OpenMP waiting before any library starts (core/common/ProcessInit.cpp).
+        target_link_libraries(${target} PRIVATE cytosae_process_init)
+    endif()
     if(CYTOSAE_FUZZ)
         # Coverage for libFuzzer and the sanitizers in every library a fuzz target links.
         target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all)

@@ -1,5 +1,6 @@
 #include "model/Engine.h"
 
+#include "common/CpuShare.h"
 #include "common/Sha256.h"
 #include "model/VitModel.h"
 
@@ -10,17 +11,41 @@
 #endif
 
 #include <algorithm>
-#include <utility>
+#include <cmath>
+#include <cstring>
 #include <thread>
+#include <unordered_set>
+#include <utility>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 namespace cytosae::model {
+
+// One active latent of one token (CPU path).
+struct LatentEntry {
+    int32_t id;
+    float value;
+};
+using TokenLatents = std::vector<std::vector<LatentEntry>>; // per token row of the batch
 
 struct Engine::Impl {
     EngineParams params;
     VitModel vit;
     SaeModel sae;
     c10::Device device = c10::kCPU;
-    int threads = 1;
+    int threads = 1;      // the most threads a CPU forward uses
+    int threadsInUse = 1; // what the last CPU forward used
+    CpuShare share;
+    Precision precision = Precision::Fp32; // fp32 or bf16: what results are computed in
+    bool autoPending = false;              // Precision::Auto: the first batch decides
+    std::string precisionReason;
+    PrecisionAgreement autoCheck;
+    bool generic = false; // test seam: the device-generic SAE stage on the CPU too
+    // bf16 SAE screening: W_enc's columns scaled to unit norm (bf16), the bias scaled alike,
+    // and W_enc^T in fp32 to recompute each candidate exactly.
+    at::Tensor wEncUnitH, bEncUnit, wEncT;
     int maxBatch = 0; // images per forward after out-of-memory splits; 0: no limit
     std::vector<std::string> notices;
     std::function<Engine::InjectedFault(int, bool)> fault;
@@ -29,7 +54,13 @@ struct Engine::Impl {
     bool onAccelerator() const { return device.is_cuda() || simulatedAccelerator; }
     std::string deviceName() const;
     Status moveToCpu();
+    void prepareBf16();
     Result<std::vector<ImageActivations>> forward(const at::Tensor &pixels, const std::atomic<bool> *cancel);
+    Result<std::vector<ImageActivations>> forwardAt(const at::Tensor &pixels, bool bf16, const std::atomic<bool> *cancel);
+    // The SAE stage on the CPU with sparse kernels: each token's active latents and the
+    // decoded reconstruction (without b_dec). False when cancelled.
+    bool saeSparseCpu(const at::Tensor &x, bool bf16, TokenLatents &latents, at::Tensor &recon,
+                      const std::atomic<bool> *cancel);
 };
 
 namespace {
@@ -64,8 +95,12 @@ std::string Engine::Impl::deviceName() const
 Status Engine::Impl::moveToCpu()
 {
     try {
-        vit.to(c10::Device(c10::kCPU));
-        sae.to(c10::Device(c10::kCPU));
+        const c10::Device cpu(c10::kCPU);
+        vit.to(cpu);
+        sae.to(cpu);
+        for (at::Tensor *t : {&wEncUnitH, &bEncUnit, &wEncT})
+            if (t->defined())
+                *t = t->to(cpu);
     } catch (const c10::Error &e) {
         return Error(std::string("cannot move the models to the CPU: ") + e.what_without_backtrace());
     }
@@ -97,6 +132,88 @@ int Engine::maxBatch() const
     return m_impl->maxBatch;
 }
 
+Precision Engine::precision() const
+{
+    return m_impl->precision;
+}
+
+std::string Engine::precisionReason() const
+{
+    return m_impl->precisionReason;
+}
+
+PrecisionAgreement Engine::autoCheck() const
+{
+    return m_impl->autoCheck;
+}
+
+int Engine::threadsInUse() const
+{
+    return m_impl->threadsInUse;
+}
+
+void Engine::useGenericPathForTesting(bool generic)
+{
+    m_impl->generic = generic;
+}
+
+const char *precisionName(Precision p)
+{
+    switch (p) {
+    case Precision::Fp32: return "fp32";
+    case Precision::Bf16: return "bf16";
+    case Precision::Auto: return "auto";
+    }
+    return "fp32";
+}
+
+bool parsePrecision(const std::string &text, Precision &out)
+{
+    for (Precision p : {Precision::Fp32, Precision::Bf16, Precision::Auto})
+        if (text == precisionName(p)) {
+            out = p;
+            return true;
+        }
+    return false;
+}
+
+bool parseDeviceChoice(const std::string &text, DeviceChoice &out)
+{
+    if (text == "auto")
+        out = DeviceChoice::Auto;
+    else if (text == "cpu")
+        out = DeviceChoice::Cpu;
+    else if (text == "cuda")
+        out = DeviceChoice::Cuda;
+    else
+        return false;
+    return true;
+}
+
+bool cpuHasFastBf16()
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (!at::hasMKLDNN())
+        return false;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) // OSXSAVE
+        return false;
+    unsigned xcr0Lo = 0, xcr0Hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(xcr0Lo), "=d"(xcr0Hi) : "c"(0));
+    const bool avx512State = (xcr0Lo & 0xE6u) == 0xE6u; // SSE, AVX, opmask, ZMM halves
+    if (!avx512State || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return false;
+    const bool amxBf16 = d & (1u << 22);
+    const bool avx512f = b & (1u << 16);
+    bool avx512Bf16 = false;
+    if (__get_cpuid_count(7, 1, &a, &b, &c, &d))
+        avx512Bf16 = a & (1u << 5);
+    return avx512f && (avx512Bf16 || amxBf16);
+#else
+    return false;
+#endif
+}
+
 void Engine::injectFaultsForTesting(std::function<InjectedFault(int, bool)> fault, bool simulateAccelerator)
 {
     m_impl->fault = std::move(fault);
@@ -125,7 +242,8 @@ double Engine::flopsPerImage() const
     const VitInfo &v = vit();
     const int tokens = 1 + v.numRegisters + v.posGrid * v.posGrid;
     const int last = m_impl->params.clsEmbedding ? v.depth - 1 : sae().blockIndex;
-    const double saeMacs = double(tokens) * sae().dIn * double(sae().dSae) * 2.0;
+    // The SAE encode; the decode is sparse (each token's active latents only) and negligible.
+    const double saeMacs = double(tokens) * sae().dIn * double(sae().dSae);
     return 2.0 * (m_impl->vit.macsThrough(last, tokens) + saeMacs);
 }
 
@@ -149,7 +267,9 @@ Result<std::unique_ptr<Engine>> makeEngine(VitModel vit, SaeModel sae, const Eng
 
     auto impl = std::make_unique<Engine::Impl>();
     impl->params = params;
-    impl->threads = params.threads > 0 ? params.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    impl->threads = params.threads > 0 ? params.threads : CpuShare::availableCores();
+    impl->share = CpuShare(impl->threads);
+    impl->threadsInUse = impl->threads;
     try {
         at::set_num_threads(impl->threads);
         bool cuda = false;
@@ -183,6 +303,31 @@ Result<std::unique_ptr<Engine>> makeEngine(VitModel vit, SaeModel sae, const Eng
     }
     impl->vit = std::move(vit);
     impl->sae = std::move(sae);
+
+    // Precision: what was asked, what the hardware does fast, and (auto) the first batch decide.
+    const bool fastBf16 = impl->device.is_cuda() || cpuHasFastBf16();
+    const std::string hardware = impl->device.is_cuda() ? std::string("bf16 on CUDA")
+                                 : fastBf16 ? std::string("this CPU multiplies bf16 natively (avx512_bf16/AMX)")
+                                            : std::string("this CPU has no avx512_bf16 or AMX");
+    if (params.precision == Precision::Bf16) {
+        impl->precision = Precision::Bf16;
+        impl->precisionReason = "bf16 as asked; " + hardware;
+        if (!fastBf16)
+            impl->notices.push_back("bf16 was asked for, but " + hardware + ": bf16 will be slower than fp32 here");
+    } else if (params.precision == Precision::Auto && fastBf16) {
+        impl->precision = Precision::Bf16;
+        impl->autoPending = true;
+        impl->precisionReason = "auto: " + hardware + "; the first batch is run in both precisions to decide";
+    } else if (params.precision == Precision::Auto) {
+        impl->precisionReason = "auto: fp32, because " + hardware;
+    }
+    if (impl->precision == Precision::Bf16) {
+        try {
+            impl->prepareBf16();
+        } catch (const c10::Error &e) {
+            return Error(std::string("cannot prepare the bf16 weights: ") + e.what_without_backtrace());
+        }
+    }
     return std::make_unique<Engine>(std::move(impl));
 }
 
@@ -270,6 +415,13 @@ Result<std::vector<ImageActivations>> Engine::runPreprocessed(const float *chw, 
         return a;
     };
 
+    // Threads: as many as the machine has free now (or the fixed number asked for). OpenMP keeps
+    // the count per calling thread, so it is set here, in the thread that runs the forward.
+    if (!d.device.is_cuda()) {
+        d.threadsInUse = d.params.threads > 0 ? d.threads : d.share.next();
+        at::set_num_threads(d.threadsInUse);
+    }
+
     std::vector<ImageActivations> out;
     out.reserve(size_t(n));
     for (int done = 0; done < n;) {
@@ -307,14 +459,169 @@ Result<std::vector<ImageActivations>> Engine::runPreprocessed(const float *chw, 
 }
 
 namespace {
+
 std::vector<float> toVector(const at::Tensor &t)
 {
-    at::Tensor c = t.to(torch::kCPU).contiguous();
+    at::Tensor c = t.to(torch::kCPU).to(torch::kFloat).contiguous();
     return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
 }
+
+// bf16 screening bound. With W_enc's columns at unit norm, a bf16 product with fp32
+// accumulation and a bf16 result differs from the exact x.w by at most
+// (2u + u^2)|x| (inputs rounded) + u|x| (result rounded) + n 2^-24 |x| (fp32 sums),
+// u = 2^-9; so a latent whose fp32 pre-activation is > 0 always screens above -kScreen |x|.
+constexpr float kScreen = float(3.0 / 512.0 + 1.0 / 4096.0);
+// Above this share of active latents in a chunk, a dense product decodes faster than gathers.
+constexpr int64_t kDenseDecodeDivisor = 32;
+
+inline float bf16Value(const c10::BFloat16 &h)
+{
+    uint16_t bits;
+    std::memcpy(&bits, &h, sizeof bits);
+    const uint32_t wide = uint32_t(bits) << 16;
+    float f;
+    std::memcpy(&f, &wide, sizeof f);
+    return f;
+}
+
+float dot(const float *a, const float *b, int64_t n)
+{
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; ++l)
+            acc[l] += a[i + l] * b[i + l];
+    float tail = 0;
+    for (; i < n; ++i)
+        tail += a[i] * b[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
+}
+
+void axpy(float a, const float *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; ++i)
+        y[i] += a * x[i];
+}
+
 } // namespace
 
+void Engine::Impl::prepareBf16()
+{
+    c10::InferenceMode guard;
+    vit.prepareBf16(true);
+    const at::Tensor norms = sae.wEnc().norm(2, {0});                       // [d_sae]
+    const at::Tensor scale = torch::where(norms > 1e-12, norms.reciprocal(), torch::ones_like(norms));
+    wEncUnitH = (sae.wEnc() * scale).to(torch::kBFloat16).contiguous();     // [d_in, d_sae]
+    bEncUnit = (sae.bEnc() * scale).contiguous();
+    wEncT = sae.wEnc().t().contiguous();                                     // [d_sae, d_in]
+#if defined(CYTOSAE_TORCH_CUDA) && TORCH_VERSION_MAJOR >= 2
+    // The screening bound assumes fp32 accumulation inside cuBLAS.
+    at::globalContext().setAllowBF16ReductionCuBLAS(false);
+#endif
+}
+
+bool Engine::Impl::saeSparseCpu(const at::Tensor &x, bool bf16, TokenLatents &latents, at::Tensor &recon,
+                                const std::atomic<bool> *cancel)
+{
+    const int64_t rows = x.size(0), dIn = x.size(1), dSae = sae.info().dSae;
+    const at::Tensor centered = (x - sae.bDec()).contiguous();
+    recon = torch::zeros({rows, dIn}, x.options());
+    latents.assign(size_t(rows), {});
+    float *rc = recon.data_ptr<float>();
+    const float *cp = centered.data_ptr<float>();
+    const float *wDec = sae.wDec().data_ptr<float>();
+    const float *bEnc = sae.bEnc().data_ptr<float>();
+    at::Tensor centeredH, rowFloor;
+    if (bf16) {
+        centeredH = centered.to(torch::kBFloat16);
+        rowFloor = (centered.norm(2, {1}) * -kScreen).contiguous();
+    }
+    std::vector<size_t> before(static_cast<size_t>(rows), 0);
+    for (int64_t c0 = 0; c0 < dSae; c0 += params.saeChunk) {
+        if (cancel && cancel->load(std::memory_order_relaxed))
+            return false;
+        const int64_t c = std::min<int64_t>(params.saeChunk, dSae - c0);
+        at::Tensor z = bf16 ? torch::mm(centeredH, wEncUnitH.narrow(1, c0, c)).contiguous()
+                            : torch::addmm(sae.bEnc().narrow(0, c0, c), centered, sae.wEnc().narrow(1, c0, c));
+        // Each token's active latents in this chunk (fp32: the product itself; bf16: every
+        // latent that can be active, recomputed exactly).
+        at::parallel_for(0, rows, 8, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+                auto &list = latents[size_t(r)];
+                before[size_t(r)] = list.size();
+                if (!bf16) {
+                    const float *zr = z.data_ptr<float>() + r * c;
+                    for (int64_t j = 0; j < c; ++j)
+                        if (zr[j] > 0.0f)
+                            list.push_back({int32_t(c0 + j), zr[j]});
+                    continue;
+                }
+                const c10::BFloat16 *zr = z.data_ptr<c10::BFloat16>() + r * c;
+                const float *bUnit = bEncUnit.data_ptr<float>() + c0;
+                const float floor = rowFloor.data_ptr<float>()[r];
+                const float *xr = cp + r * dIn;
+                for (int64_t j = 0; j < c; ++j) {
+                    if (bf16Value(zr[j]) + bUnit[j] <= floor)
+                        continue;
+                    const int64_t id = c0 + j;
+                    const float v = dot(xr, wEncT.data_ptr<float>() + id * dIn, dIn) + bEnc[id];
+                    if (v > 0.0f)
+                        list.push_back({int32_t(id), v});
+                }
+            }
+        });
+        int64_t active = 0;
+        for (int64_t r = 0; r < rows; ++r)
+            active += int64_t(latents[size_t(r)].size() - before[size_t(r)]);
+        if (!bf16 && active * kDenseDecodeDivisor > rows * c) {
+            recon.addmm_(z.relu_(), sae.wDec().narrow(0, c0, c));
+            continue;
+        }
+        // Sparse decode: each token adds the decoder rows of its active latents.
+        at::parallel_for(0, rows, 8, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+                const auto &list = latents[size_t(r)];
+                for (size_t e = before[size_t(r)]; e < list.size(); ++e)
+                    axpy(list[e].value, wDec + int64_t(list[e].id) * dIn, rc + r * dIn, dIn);
+            }
+        });
+    }
+    return true;
+}
+
 Result<std::vector<ImageActivations>> Engine::Impl::forward(const at::Tensor &pixels, const std::atomic<bool> *cancel)
+{
+    if (!autoPending)
+        return forwardAt(pixels, precision == Precision::Bf16, cancel);
+    // Precision::Auto: the first batch in both precisions; bf16 stays only if they agree.
+    auto exact = forwardAt(pixels, false, cancel);
+    if (!exact)
+        return exact;
+    auto fast = forwardAt(pixels, true, cancel);
+    if (!fast)
+        return fast;
+    autoCheck = compareActivations(*exact, *fast, params.patchThreshold);
+    autoPending = false;
+    char figures[200];
+    std::snprintf(figures, sizeof figures, "top-32 overlap %.4f, image-level means within %.2f %%, %.2f %% of patch decisions flip",
+                  autoCheck.topOverlap, 100.0 * autoCheck.meanRelError, 100.0 * autoCheck.flipShare);
+    if (autoCheck.acceptable()) {
+        precisionReason = std::string("auto: bf16; on the first batch (") + std::to_string(autoCheck.images) +
+                          " images) bf16 agreed with fp32: " + figures;
+        return fast;
+    }
+    precision = Precision::Fp32;
+    precisionReason = std::string("auto: fp32; on the first batch (") + std::to_string(autoCheck.images) +
+                      " images) bf16 did not agree well enough with fp32 (needs overlap >= 0.99 and means within 1 %): " +
+                      figures;
+    notices.push_back(precisionReason);
+    vit.prepareBf16(false);
+    wEncUnitH = bEncUnit = wEncT = at::Tensor();
+    return exact;
+}
+
+Result<std::vector<ImageActivations>> Engine::Impl::forwardAt(const at::Tensor &pixels, bool bf16,
+                                                              const std::atomic<bool> *cancel)
 {
     auto cancelled = [&] { return cancel && cancel->load(std::memory_order_relaxed); };
     const SaeInfo &si = sae.info();
@@ -322,10 +629,10 @@ Result<std::vector<ImageActivations>> Engine::Impl::forward(const at::Tensor &pi
     const int64_t batch = pixels.size(0);
 
     at::Tensor tokens = vit.embed(pixels);
-    at::Tensor resid = vit.blocks(tokens, 0, si.blockIndex);
+    at::Tensor resid = vit.blocks(tokens, 0, si.blockIndex, bf16);
     at::Tensor cls;
-    if (params.clsEmbedding)
-        cls = vit.finalNorm(vit.blocks(resid, si.blockIndex + 1, vi.depth - 1).narrow(1, 0, 1)).squeeze(1);
+    if (params.clsEmbedding) // the blocks after the SAE's only for the CLS embedding
+        cls = vit.finalNorm(vit.blocks(resid, si.blockIndex + 1, vi.depth - 1, bf16).narrow(1, 0, 1)).squeeze(1);
     if (cancelled())
         return Error("cancelled");
 
@@ -333,62 +640,7 @@ Result<std::vector<ImageActivations>> Engine::Impl::forward(const at::Tensor &pi
     const int64_t prefix = 1 + vi.numRegisters;
     const int64_t rows = batch * numTokens;
     const int64_t k = std::min<int64_t>(params.topK, dSae);
-    at::Tensor x = resid.reshape({rows, dIn});
-    at::Tensor centered = x - sae.bDec();
-    at::Tensor recon = torch::zeros({rows, dIn}, x.options());
-    auto fopts = x.options();
-    at::Tensor meanAgg = torch::empty({batch, dSae}, fopts);
-    at::Tensor maxAgg = torch::empty({batch, dSae}, fopts);
-    at::Tensor countAgg = torch::empty({batch, dSae}, fopts.dtype(torch::kInt));
-    at::Tensor topV, topI;
-    std::vector<at::Tensor> dense;
-
-    // Encode a chunk of latents at a time: the dense [rows x d_sae] matrix never exists.
-    for (int64_t c0 = 0; c0 < dSae; c0 += params.saeChunk) {
-        if (cancelled())
-            return Error("cancelled");
-        const int64_t c = std::min<int64_t>(params.saeChunk, dSae - c0);
-        at::Tensor f = torch::addmm(sae.bEnc().narrow(0, c0, c), centered, sae.wEnc().narrow(1, c0, c)).relu_();
-        recon.addmm_(f, sae.wDec().narrow(0, c0, c));
-
-        auto [v, i] = f.topk(std::min(k, c), 1);
-        i.add_(c0);
-        if (topV.defined()) {
-            at::Tensor allV = torch::cat({topV, v}, 1), allI = torch::cat({topI, i}, 1);
-            auto [mv, mi] = allV.topk(std::min<int64_t>(k, allV.size(1)), 1);
-            topV = mv;
-            topI = allI.gather(1, mi);
-        } else {
-            topV = v;
-            topI = i;
-        }
-
-        at::Tensor f3 = f.view({batch, numTokens, c});
-        meanAgg.narrow(1, c0, c).copy_(f3.mean(1));
-        at::Tensor patches = f3.narrow(1, prefix, numTokens - prefix);
-        maxAgg.narrow(1, c0, c).copy_(std::get<0>(patches.max(1)));
-        countAgg.narrow(1, c0, c).copy_((patches > params.patchThreshold).sum(1, false, torch::kInt));
-        if (params.keepDense)
-            dense.push_back(f.to(torch::kCPU));
-    }
-    recon.add_(sae.bDec());
-
-    at::Tensor diff = (recon - x).view({batch, numTokens, dIn});
-    at::Tensor x3 = x.view({batch, numTokens, dIn});
-    at::Tensor errNum = diff.pow(2).sum({1, 2});
-    at::Tensor errDen = x3.pow(2).sum({1, 2}).clamp_min(1e-12);
-    at::Tensor relErr = (errNum / errDen).to(torch::kCPU);
-    at::Tensor mse = diff.pow(2).mean({1, 2}).to(torch::kCPU);
-
-    at::Tensor topVc = topV.to(torch::kCPU).contiguous();
-    at::Tensor topIc = topI.to(torch::kInt).to(torch::kCPU).contiguous();
-    at::Tensor meanC = meanAgg.to(torch::kCPU).contiguous();
-    at::Tensor maxC = maxAgg.to(torch::kCPU).contiguous();
-    at::Tensor countC = countAgg.to(torch::kCPU).contiguous();
-    at::Tensor clsC = cls.defined() ? cls.to(torch::kCPU).contiguous() : at::Tensor();
-    at::Tensor denseAll = params.keepDense ? torch::cat(dense, 1) : at::Tensor();
-    at::Tensor pixelsC = params.keepDense ? pixels.to(torch::kCPU).contiguous() : at::Tensor();
-    at::Tensor residC = params.keepDense ? resid.to(torch::kCPU).contiguous() : at::Tensor();
+    at::Tensor x = resid.reshape({rows, dIn}).contiguous();
 
     std::vector<ImageActivations> out(static_cast<size_t>(batch));
     for (int64_t b = 0; b < batch; ++b) {
@@ -398,21 +650,160 @@ Result<std::vector<ImageActivations>> Engine::Impl::forward(const at::Tensor &pi
         a.gridH = int(pixels.size(2) / vi.patchSize);
         a.gridW = int(pixels.size(3) / vi.patchSize);
         a.k = int(k);
-        const float *tv = topVc.data_ptr<float>() + b * numTokens * k;
-        const int32_t *ti = topIc.data_ptr<int32_t>() + b * numTokens * k;
-        a.topValues.assign(tv, tv + numTokens * k);
-        a.topIds.assign(ti, ti + numTokens * k);
-        for (size_t j = 0; j < a.topValues.size(); ++j)
-            if (!(a.topValues[j] > 0.0f)) {
-                a.topValues[j] = 0.0f;
-                a.topIds[j] = -1;
+        a.topIds.assign(size_t(numTokens * k), -1);
+        a.topValues.assign(size_t(numTokens * k), 0.0f);
+    }
+    at::Tensor recon; // decoded, without b_dec
+    at::Tensor denseAll;
+
+    if (!device.is_cuda() && !generic) {
+        TokenLatents latents;
+        if (!saeSparseCpu(x, bf16, latents, recon, cancel))
+            return Error("cancelled");
+        // Per token: the k strongest; per image: mean over tokens, max and count over patches.
+        at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
+            std::vector<float> sum(size_t(dSae), 0.0f), mx(size_t(dSae), 0.0f);
+            std::vector<int32_t> count(size_t(dSae), 0);
+            std::vector<int32_t> touched;
+            for (int64_t b = b0; b < b1; ++b) {
+                ImageActivations &a = out[size_t(b)];
+                touched.clear();
+                for (int64_t t = 0; t < numTokens; ++t) {
+                    auto &list = latents[size_t(b * numTokens + t)];
+                    const bool patch = t >= prefix;
+                    for (const LatentEntry &e : list) {
+                        const size_t id = size_t(e.id);
+                        if (sum[id] == 0.0f && count[id] == 0 && mx[id] == 0.0f)
+                            touched.push_back(e.id);
+                        sum[id] += e.value;
+                        if (patch) {
+                            mx[id] = std::max(mx[id], e.value);
+                            count[id] += e.value > params.patchThreshold ? 1 : 0;
+                        }
+                    }
+                    const size_t keep = std::min(size_t(k), list.size());
+                    std::partial_sort(list.begin(), list.begin() + ptrdiff_t(keep), list.end(),
+                                      [](const LatentEntry &p, const LatentEntry &q) {
+                                          return p.value > q.value || (p.value == q.value && p.id < q.id);
+                                      });
+                    for (size_t j = 0; j < keep; ++j) {
+                        a.topIds[size_t(t * k) + j] = list[j].id;
+                        a.topValues[size_t(t * k) + j] = list[j].value;
+                    }
+                }
+                std::sort(touched.begin(), touched.end());
+                touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+                for (int32_t id : touched) {
+                    const float mean = sum[size_t(id)] / float(numTokens);
+                    if (mean > 0.0f)
+                        a.latents.push_back({id, mean, mx[size_t(id)], count[size_t(id)]});
+                    sum[size_t(id)] = mx[size_t(id)] = 0.0f;
+                    count[size_t(id)] = 0;
+                }
             }
-        const float *mean = meanC.data_ptr<float>() + b * dSae;
-        const float *mx = maxC.data_ptr<float>() + b * dSae;
-        const int32_t *cnt = countC.data_ptr<int32_t>() + b * dSae;
-        for (int64_t l = 0; l < dSae; ++l)
-            if (mean[l] > 0.0f)
-                a.latents.push_back({int32_t(l), mean[l], mx[l], cnt[l]});
+        });
+        if (params.keepDense) {
+            denseAll = torch::zeros({rows, dSae}, x.options());
+            float *dp = denseAll.data_ptr<float>();
+            for (int64_t r = 0; r < rows; ++r)
+                for (const LatentEntry &e : latents[size_t(r)])
+                    dp[r * dSae + e.id] = e.value;
+        }
+    } else {
+        // Device-generic (CUDA): the same computation in tensor operations.
+        const at::Tensor centered = x - sae.bDec();
+        recon = torch::zeros({rows, dIn}, x.options());
+        auto fopts = x.options();
+        at::Tensor meanAgg = torch::empty({batch, dSae}, fopts);
+        at::Tensor maxAgg = torch::empty({batch, dSae}, fopts);
+        at::Tensor countAgg = torch::empty({batch, dSae}, fopts.dtype(torch::kInt));
+        at::Tensor topV, topI, centeredH, rowFloor;
+        std::vector<at::Tensor> dense;
+        if (bf16) {
+            centeredH = centered.to(torch::kBFloat16);
+            rowFloor = centered.norm(2, {1}, true) * -kScreen;
+        }
+        for (int64_t c0 = 0; c0 < dSae; c0 += params.saeChunk) {
+            if (cancelled())
+                return Error("cancelled");
+            const int64_t c = std::min<int64_t>(params.saeChunk, dSae - c0);
+            at::Tensor f;
+            if (!bf16) {
+                f = torch::addmm(sae.bEnc().narrow(0, c0, c), centered, sae.wEnc().narrow(1, c0, c)).relu_();
+            } else {
+                at::Tensor screen = torch::mm(centeredH, wEncUnitH.narrow(1, c0, c)).to(torch::kFloat) +
+                                    bEncUnit.narrow(0, c0, c);
+                at::Tensor idx = (screen > rowFloor).nonzero();
+                at::Tensor r = idx.select(1, 0), j = idx.select(1, 1);
+                at::Tensor v = (centered.index_select(0, r) * wEncT.narrow(0, c0, c).index_select(0, j)).sum(1) +
+                               sae.bEnc().narrow(0, c0, c).index_select(0, j);
+                f = torch::zeros({rows, c}, fopts);
+                f.index_put_({r, j}, v.relu());
+            }
+            at::Tensor nz = f.nonzero();
+            if (nz.size(0) * kDenseDecodeDivisor > rows * c) {
+                recon.addmm_(f, sae.wDec().narrow(0, c0, c));
+            } else {
+                at::Tensor r = nz.select(1, 0), j = nz.select(1, 1);
+                recon.index_add_(0, r, sae.wDec().narrow(0, c0, c).index_select(0, j) * f.index({r, j}).unsqueeze(1));
+            }
+
+            auto [v, i] = f.topk(std::min(k, c), 1);
+            i.add_(c0);
+            if (topV.defined()) {
+                at::Tensor allV = torch::cat({topV, v}, 1), allI = torch::cat({topI, i}, 1);
+                auto [mv, mi] = allV.topk(std::min<int64_t>(k, allV.size(1)), 1);
+                topV = mv;
+                topI = allI.gather(1, mi);
+            } else {
+                topV = v;
+                topI = i;
+            }
+            at::Tensor f3 = f.view({batch, numTokens, c});
+            meanAgg.narrow(1, c0, c).copy_(f3.mean(1));
+            at::Tensor patches = f3.narrow(1, prefix, numTokens - prefix);
+            maxAgg.narrow(1, c0, c).copy_(std::get<0>(patches.max(1)));
+            countAgg.narrow(1, c0, c).copy_((patches > params.patchThreshold).sum(1, false, torch::kInt));
+            if (params.keepDense)
+                dense.push_back(f.to(torch::kCPU));
+        }
+        at::Tensor topVc = topV.to(torch::kCPU).contiguous();
+        at::Tensor topIc = topI.to(torch::kInt).to(torch::kCPU).contiguous();
+        at::Tensor meanC = meanAgg.to(torch::kCPU).contiguous();
+        at::Tensor maxC = maxAgg.to(torch::kCPU).contiguous();
+        at::Tensor countC = countAgg.to(torch::kCPU).contiguous();
+        for (int64_t b = 0; b < batch; ++b) {
+            ImageActivations &a = out[size_t(b)];
+            const float *tv = topVc.data_ptr<float>() + b * numTokens * k;
+            const int32_t *ti = topIc.data_ptr<int32_t>() + b * numTokens * k;
+            for (size_t j = 0; j < size_t(numTokens * k); ++j)
+                if (tv[j] > 0.0f) {
+                    a.topValues[j] = tv[j];
+                    a.topIds[j] = ti[j];
+                }
+            const float *mean = meanC.data_ptr<float>() + b * dSae;
+            const float *mx = maxC.data_ptr<float>() + b * dSae;
+            const int32_t *cnt = countC.data_ptr<int32_t>() + b * dSae;
+            for (int64_t l = 0; l < dSae; ++l)
+                if (mean[l] > 0.0f)
+                    a.latents.push_back({int32_t(l), mean[l], mx[l], cnt[l]});
+        }
+        if (params.keepDense)
+            denseAll = torch::cat(dense, 1);
+    }
+
+    // Reconstruction error from the decoded active latents.
+    at::Tensor diff = (recon + sae.bDec() - x).view({batch, numTokens, dIn});
+    at::Tensor x3 = x.view({batch, numTokens, dIn});
+    at::Tensor errNum = diff.pow(2).sum({1, 2});
+    at::Tensor errDen = x3.pow(2).sum({1, 2}).clamp_min(1e-12);
+    at::Tensor relErr = (errNum / errDen).to(torch::kCPU);
+    at::Tensor mse = diff.pow(2).mean({1, 2}).to(torch::kCPU);
+    at::Tensor clsC = cls.defined() ? cls.to(torch::kCPU).to(torch::kFloat).contiguous() : at::Tensor();
+    at::Tensor pixelsC = params.keepDense ? pixels.to(torch::kCPU).contiguous() : at::Tensor();
+    at::Tensor residC = params.keepDense ? resid.to(torch::kCPU).contiguous() : at::Tensor();
+    for (int64_t b = 0; b < batch; ++b) {
+        ImageActivations &a = out[size_t(b)];
         a.reconError = relErr[b].item<float>();
         a.reconMse = mse[b].item<float>();
         if (clsC.defined())
@@ -424,6 +815,78 @@ Result<std::vector<ImageActivations>> Engine::Impl::forward(const at::Tensor &pi
         }
     }
     return out;
+}
+
+PrecisionAgreement compareActivations(const std::vector<ImageActivations> &ref, const std::vector<ImageActivations> &test,
+                                      float threshold, int k)
+{
+    PrecisionAgreement agg;
+    double overlapSum = 0;
+    int64_t flips = 0, aboveRef = 0;
+    const size_t n = std::min(ref.size(), test.size());
+    for (size_t i = 0; i < n; ++i) {
+        const ImageActivations &a = ref[i], &b = test[i];
+        if (a.numTokens != b.numTokens || a.k != b.k)
+            continue;
+        ++agg.images;
+        const int kk = std::min(k, a.k);
+        for (int t = 0; t < a.numTokens; ++t) {
+            std::vector<int32_t> sa, sb;
+            for (int j = 0; j < kk; ++j) {
+                if (a.topIds[size_t(t * a.k + j)] >= 0)
+                    sa.push_back(a.topIds[size_t(t * a.k + j)]);
+                if (b.topIds[size_t(t * b.k + j)] >= 0)
+                    sb.push_back(b.topIds[size_t(t * b.k + j)]);
+            }
+            std::sort(sa.begin(), sa.end());
+            std::sort(sb.begin(), sb.end());
+            std::vector<int32_t> common;
+            std::set_intersection(sa.begin(), sa.end(), sb.begin(), sb.end(), std::back_inserter(common));
+            const size_t denom = std::max(sa.size(), sb.size());
+            const double overlap = denom ? double(common.size()) / double(denom) : 1.0;
+            overlapSum += overlap;
+            agg.minTopOverlap = std::min(agg.minTopOverlap, overlap);
+            ++agg.tokens;
+            if (t < a.numPrefix)
+                continue;
+            // Above-threshold decisions of this patch, from the full top-k lists.
+            std::vector<int32_t> ua, ub;
+            for (int j = 0; j < a.k; ++j) {
+                if (a.topIds[size_t(t * a.k + j)] >= 0 && a.topValues[size_t(t * a.k + j)] > threshold)
+                    ua.push_back(a.topIds[size_t(t * a.k + j)]);
+                if (b.topIds[size_t(t * b.k + j)] >= 0 && b.topValues[size_t(t * b.k + j)] > threshold)
+                    ub.push_back(b.topIds[size_t(t * b.k + j)]);
+            }
+            std::sort(ua.begin(), ua.end());
+            std::sort(ub.begin(), ub.end());
+            std::vector<int32_t> differ;
+            std::set_symmetric_difference(ua.begin(), ua.end(), ub.begin(), ub.end(), std::back_inserter(differ));
+            flips += int64_t(differ.size());
+            aboveRef += int64_t(ua.size());
+        }
+        // Image-level means: relative L2 distance over the union of active latents.
+        double num = 0, den = 0;
+        size_t p = 0, q = 0;
+        while (p < a.latents.size() || q < b.latents.size()) {
+            const bool takeA = q >= b.latents.size() || (p < a.latents.size() && a.latents[p].latent < b.latents[q].latent);
+            const bool takeB = p >= a.latents.size() || (q < b.latents.size() && b.latents[q].latent < a.latents[p].latent);
+            double va = 0, vb = 0;
+            if (takeA) {
+                va = a.latents[p++].mean;
+            } else if (takeB) {
+                vb = b.latents[q++].mean;
+            } else {
+                va = a.latents[p++].mean;
+                vb = b.latents[q++].mean;
+            }
+            num += (va - vb) * (va - vb);
+            den += va * va;
+        }
+        agg.meanRelError = std::max(agg.meanRelError, den > 0 ? std::sqrt(num / den) : (num > 0 ? 1.0 : 0.0));
+    }
+    agg.topOverlap = agg.tokens ? overlapSum / double(agg.tokens) : 1.0;
+    agg.flipShare = aboveRef ? double(flips) / double(aboveRef) : 0.0;
+    return agg;
 }
 
 } // namespace cytosae::model

@@ -6,8 +6,19 @@
 //
 // Thread safety: an Engine is loaded once and then used from one thread at a time
 // (run() is not reentrant). Loading is independent per Engine.
-// Device: CUDA when available and requested ("auto"), otherwise the CPU with one intra-op
-// thread per core. "cuda" on a LibTorch or machine without CUDA is refused at load with a
+// Device: CUDA when available and requested ("auto"), otherwise the CPU. On the CPU the
+// number of intra-op threads follows the machine (common/CpuShare): every core when the
+// machine is idle, fewer while other processes compute, re-decided between batches (a fixed
+// EngineParams::threads turns this off).
+// Precision: fp32 is the reference computation (what the parity tests check). bf16 runs the
+// ViT's matrix products in bfloat16 (oneDNN on CPUs with avx512_bf16 or AMX; tensor cores on
+// CUDA) with the residual stream and LayerNorms in fp32, screens the SAE's latents with a
+// bfloat16 product and recomputes every latent that can be active in fp32, so the SAE's own
+// values are fp32-exact for the residual it gets. auto chooses bf16 only where the hardware
+// has it and the first batch, run both ways, agrees (top-32 overlap >= 0.99 and image-level
+// means within 1 %); otherwise fp32. docs/precision.md has the measurements.
+// Work that is not asked for is not done: the blocks after the SAE's block run only for the
+// CLS embedding, and the reconstruction error is decoded from each token's active latents. "cuda" on a LibTorch or machine without CUDA is refused at load with a
 // message saying which of the two it is. At run time the engine degrades instead of failing:
 // out of memory -> the batch is split in halves (and later batches stay at that size); any
 // other CUDA failure, or out of memory with a single image -> the models move to the CPU and
@@ -26,6 +37,17 @@
 namespace cytosae::model {
 
 enum class DeviceChoice { Auto, Cpu, Cuda };
+enum class Precision { Fp32, Bf16, Auto };
+
+// "fp32", "bf16", "auto".
+const char *precisionName(Precision p);
+// Parses "fp32", "bf16" or "auto"; false for anything else.
+bool parsePrecision(const std::string &text, Precision &out);
+// Parses "auto", "cpu" or "cuda"; false for anything else.
+bool parseDeviceChoice(const std::string &text, DeviceChoice &out);
+// True when this CPU multiplies bfloat16 matrices natively (avx512_bf16 or AMX-BF16) and the
+// LibTorch has oneDNN to use it.
+bool cpuHasFastBf16();
 
 struct VitInfo {
     int embedDim = 0;
@@ -58,13 +80,26 @@ struct EngineParams {
     std::string vitPath;
     std::string saePath;
     DeviceChoice device = DeviceChoice::Auto;
-    int threads = 0;               // 0: one per core
+    int threads = 0;               // 0: adaptive, up to one per core (common/CpuShare)
+    Precision precision = Precision::Fp32;
     int topK = 32;                 // latents kept per token
     float patchThreshold = 0.2f;   // a patch "fires" a latent above this
     int saeChunk = 4096;           // latents per encode chunk: bounds memory to tokens x chunk
     int numHeads = 0;              // 0: infer (head_dim 64, or 16 for tiny models)
     bool clsEmbedding = true;      // also run the last blocks + final norm for the CLS embedding
     bool keepDense = false;        // keep input, residual and dense latents (for --npy export)
+};
+
+// How bf16 results agree with fp32 results on the same images (see compareActivations).
+struct PrecisionAgreement {
+    int images = 0;
+    int64_t tokens = 0;
+    double topOverlap = 1;     // mean over tokens of |top-32 ids fp32 n bf16| / max(|fp32|, |bf16|)
+    double minTopOverlap = 1;  // the worst token
+    double meanRelError = 0;   // max over images of ||m_bf16 - m_fp32|| / ||m_fp32|| (image-level means)
+    double flipShare = 0;      // patch-above-threshold decisions that differ / those above in fp32
+                               // (counted on the top-k lists: exact when k covers every active latent)
+    bool acceptable() const { return topOverlap >= 0.99 && meanRelError <= 0.01; }
 };
 
 // One active latent of one image (only latents whose token mean is > 0 are listed).
@@ -107,6 +142,15 @@ public:
     const SaeInfo &sae() const;
     const EngineParams &params() const;
     std::string deviceName() const; // "cpu (2 threads)" or "cuda:0 (NVIDIA ...)"
+    // The precision results are computed in: fp32 or bf16. With Precision::Auto it is settled by
+    // the first batch (until then: what that batch will try).
+    Precision precision() const;
+    // Why this precision ("auto: bf16, the first batch agreed with fp32: ..."); empty for fp32 asked.
+    std::string precisionReason() const;
+    // The first batch's agreement check under Precision::Auto (images == 0 when none ran).
+    PrecisionAgreement autoCheck() const;
+    // Threads the last CPU forward used (adaptive unless EngineParams::threads is set).
+    int threadsInUse() const;
 
     // Preprocesses and runs a batch. `cancel` (optional) is checked between stages.
     Result<std::vector<ImageActivations>> run(const std::vector<RgbView> &images,
@@ -132,6 +176,10 @@ public:
     void injectFaultsForTesting(std::function<InjectedFault(int images, bool onAccelerator)> fault,
                                 bool simulateAccelerator);
 
+    // Test seam: the device-generic SAE stage (plain tensor operations, as on CUDA) instead of
+    // the CPU's sparse kernels, so the CUDA code path is checked on machines without a GPU.
+    void useGenericPathForTesting(bool generic);
+
     struct Impl;
     explicit Engine(std::unique_ptr<Impl> impl);
     Impl &impl() { return *m_impl; }
@@ -139,6 +187,11 @@ public:
 private:
     std::unique_ptr<Impl> m_impl;
 };
+
+// Agreement of `test` with `ref` (same images in the same order): top-`k` overlap per token
+// (k = min(32, the lists' k)), image-level means, and patch-above-`threshold` decisions.
+PrecisionAgreement compareActivations(const std::vector<ImageActivations> &ref, const std::vector<ImageActivations> &test,
+                                      float threshold, int k = 32);
 
 // "LibTorch 1.13.0, CPU only" or "LibTorch 2.5.1, CUDA: 2 devices" (for --version).
 std::string runtimeSummary();

@@ -278,7 +278,8 @@ void VitModel::to(const c10::Device &device)
         move(*t);
     for (auto &b : m_blocks)
         for (at::Tensor *t : {&b.norm1W, &b.norm1B, &b.qkvW, &b.qkvB, &b.projW, &b.projB, &b.ls1, &b.norm2W, &b.norm2B,
-                              &b.fc1W, &b.fc1B, &b.fc2W, &b.fc2B, &b.ls2})
+                              &b.fc1W, &b.fc1B, &b.fc2W, &b.fc2B, &b.ls2, &b.qkvWh, &b.qkvBh, &b.projWh,
+                              &b.projBh, &b.fc1Wh, &b.fc1Bh, &b.fc2Wh, &b.fc2Bh})
             move(*t);
 }
 
@@ -341,36 +342,66 @@ at::Tensor VitModel::embed(const at::Tensor &pixels) const
     return x;
 }
 
-at::Tensor VitModel::block(const at::Tensor &x, const VitBlockWeights &b) const
+at::Tensor VitModel::block(const at::Tensor &x, const VitBlockWeights &b, bool bf16) const
 {
     const int64_t batch = x.size(0), tokens = x.size(1), dim = x.size(2);
     const int64_t heads = m_info.numHeads, headDim = dim / heads;
     const double scale = 1.0 / std::sqrt(double(headDim));
+    // A linear layer on a LayerNorm output: in bf16 the input is rounded once and the product
+    // accumulates in fp32 inside oneDNN / cuBLAS.
+    auto linear = [bf16](const at::Tensor &in, const at::Tensor &w, const at::Tensor &bias, const at::Tensor &wh,
+                         const at::Tensor &biash) {
+        return bf16 ? torch::linear(in.to(torch::kBFloat16), wh, biash) : torch::linear(in, w, bias);
+    };
+    auto scaled = [](const at::Tensor &branch, const at::Tensor &gamma) {
+        at::Tensor f = branch.scalar_type() == torch::kFloat ? branch : branch.to(torch::kFloat);
+        return gamma.defined() ? f * gamma : f;
+    };
 
     at::Tensor h = torch::layer_norm(x, {dim}, b.norm1W, b.norm1B, 1e-6);
-    at::Tensor qkv = torch::linear(h, b.qkvW, b.qkvB).reshape({batch, tokens, 3, heads, headDim}).permute({2, 0, 3, 1, 4});
+    at::Tensor qkv = linear(h, b.qkvW, b.qkvB, b.qkvWh, b.qkvBh)
+                         .reshape({batch, tokens, 3, heads, headDim})
+                         .permute({2, 0, 3, 1, 4});
     at::Tensor q = qkv[0] * scale;
     at::Tensor attn = torch::matmul(q, qkv[1].transpose(-2, -1)).softmax(-1);
     at::Tensor o = torch::matmul(attn, qkv[2]).transpose(1, 2).reshape({batch, tokens, dim});
-    o = torch::linear(o, b.projW, b.projB);
-    at::Tensor y = x + (b.ls1.defined() ? o * b.ls1 : o);
+    o = bf16 ? torch::linear(o, b.projWh, b.projBh) : torch::linear(o, b.projW, b.projB);
+    at::Tensor y = x + scaled(o, b.ls1);
 
     h = torch::layer_norm(y, {dim}, b.norm2W, b.norm2B, 1e-6);
     if (m_info.swiglu) {
-        auto parts = torch::linear(h, b.fc1W, b.fc1B).chunk(2, -1);
+        auto parts = linear(h, b.fc1W, b.fc1B, b.fc1Wh, b.fc1Bh).chunk(2, -1);
         h = torch::silu(parts[0]) * parts[1];
     } else {
-        h = torch::gelu(torch::linear(h, b.fc1W, b.fc1B));
+        h = torch::gelu(linear(h, b.fc1W, b.fc1B, b.fc1Wh, b.fc1Bh));
     }
-    h = torch::linear(h, b.fc2W, b.fc2B);
-    return y + (b.ls2.defined() ? h * b.ls2 : h);
+    h = bf16 ? torch::linear(h, b.fc2Wh, b.fc2Bh) : torch::linear(h, b.fc2W, b.fc2B);
+    return y + scaled(h, b.ls2);
 }
 
-at::Tensor VitModel::blocks(at::Tensor x, int first, int last) const
+at::Tensor VitModel::blocks(at::Tensor x, int first, int last, bool bf16) const
 {
+    bf16 = bf16 && hasBf16();
     for (int i = first; i <= last && i < int(m_blocks.size()); ++i)
-        x = block(x, m_blocks[size_t(i)]);
+        x = block(x, m_blocks[size_t(i)], bf16);
     return x;
+}
+
+void VitModel::prepareBf16(bool on)
+{
+    auto half = [on](const at::Tensor &t) {
+        return on && t.defined() ? t.to(torch::kBFloat16).contiguous() : at::Tensor();
+    };
+    for (auto &b : m_blocks) {
+        b.qkvWh = half(b.qkvW);
+        b.qkvBh = half(b.qkvB);
+        b.projWh = half(b.projW);
+        b.projBh = half(b.projB);
+        b.fc1Wh = half(b.fc1W);
+        b.fc1Bh = half(b.fc1B);
+        b.fc2Wh = half(b.fc2W);
+        b.fc2Bh = half(b.fc2B);
+    }
 }
 
 at::Tensor VitModel::finalNorm(const at::Tensor &x) const

@@ -16,6 +16,8 @@ namespace cytosae::model {
 struct VitBlockWeights {
     at::Tensor norm1W, norm1B, qkvW, qkvB, projW, projB, ls1;
     at::Tensor norm2W, norm2B, fc1W, fc1B, fc2W, fc2B, ls2; // swiglu: fc1 = w12, fc2 = w3
+    // bfloat16 copies of the matrix weights (only after VitModel::prepareBf16).
+    at::Tensor qkvWh, qkvBh, projWh, projBh, fc1Wh, fc1Bh, fc2Wh, fc2Bh;
 };
 
 class VitModel {
@@ -36,8 +38,12 @@ public:
     at::Tensor positionEmbedding(int height, int width) const;
     // Patch embedding + CLS (+ registers) + position embedding: the input of block 0.
     at::Tensor embed(const at::Tensor &pixels) const;
-    // Applies blocks [first, last] (inclusive).
-    at::Tensor blocks(at::Tensor x, int first, int last) const;
+    // Applies blocks [first, last] (inclusive). bf16: the matrix products in bfloat16 (needs
+    // prepareBf16), the residual stream, LayerNorms and LayerScale in fp32; input and output fp32.
+    at::Tensor blocks(at::Tensor x, int first, int last, bool bf16 = false) const;
+    // Makes (or, with false, drops) the bfloat16 copies of the matrix weights on their device.
+    void prepareBf16(bool on = true);
+    bool hasBf16() const { return !m_blocks.empty() && m_blocks.front().qkvWh.defined(); }
     at::Tensor finalNorm(const at::Tensor &x) const;
 
     // Multiply-accumulates per image for blocks [0, last] at `tokens` tokens.
@@ -48,7 +54,7 @@ public:
     StateDict stateDict() const;
 
 private:
-    at::Tensor block(const at::Tensor &x, const VitBlockWeights &b) const;
+    at::Tensor block(const at::Tensor &x, const VitBlockWeights &b, bool bf16) const;
 
     VitInfo m_info;
     at::Tensor m_clsToken, m_posEmbed, m_registers, m_patchW, m_patchB, m_normW, m_normB;
