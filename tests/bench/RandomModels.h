@@ -4,6 +4,7 @@
 // downloaded here; the benchmarks measure speed, not concepts).
 
 #include "model/TorchCheckpoint.h"
+#include "model/VitModel.h"
 
 #include <torch/torch.h>
 
@@ -40,6 +41,35 @@ inline model::StateDict randomVitB()
         sd.insert(p + "ls2.gamma", torch::full({d}, 0.1));
     }
     return sd;
+}
+
+// SAE init as in CytoSAE (W_dec rows of unit norm, W_enc = W_dec^T), with b_enc calibrated on
+// the residuals of `pixels` ([n, 3, 224, 224]) so that each latent fires on perToken / d_sae of
+// the tokens: about `perToken` latents per token, as in a trained SAE (a random SAE with a
+// fixed bias fires almost everywhere).
+struct RandomSae {
+    at::Tensor wEnc, bEnc, wDec, bDec;
+};
+
+inline RandomSae calibratedRandomSae(const model::VitModel &vit, const at::Tensor &pixels, int blockIndex,
+                                     int64_t dSae = 49152, double perToken = 40.0)
+{
+    c10::InferenceMode guard;
+    const int64_t d = vit.info().embedDim;
+    RandomSae s;
+    s.wDec = torch::randn({dSae, d});
+    s.wDec = s.wDec / s.wDec.norm(2, {1}, true);
+    s.wEnc = s.wDec.t().contiguous();
+    s.bDec = torch::zeros({d});
+    at::Tensor resid = vit.blocks(vit.embed(pixels), 0, blockIndex).reshape({-1, d});
+    const double keep = perToken / double(dSae);
+    const int64_t kth = std::max<int64_t>(1, int64_t(double(resid.size(0)) * (1.0 - keep)));
+    s.bEnc = torch::empty({dSae});
+    for (int64_t c0 = 0; c0 < dSae; c0 += 4096) { // in chunks: the whole [tokens, d_sae] is 400 MB
+        const int64_t c = std::min<int64_t>(4096, dSae - c0);
+        s.bEnc.narrow(0, c0, c).copy_(-std::get<0>(resid.mm(s.wEnc.narrow(1, c0, c)).kthvalue(kth, 0)));
+    }
+    return s;
 }
 
 } // namespace cytosae::bench
