@@ -4,6 +4,7 @@
 // its run. Each prints its own message.
 
 #include "CliArgs.h"
+#include "model/Engine.h"
 #include "store/ProjectDb.h"
 
 #include <cstdio>
@@ -27,6 +28,11 @@ void printImportProblems(const Report &report)
     for (const auto &r : report.rejectedFiles)
         std::fprintf(stderr, "rejected: %s: %s\n", r.path.c_str(), r.reason.c_str());
 }
+
+// --device (auto|cpu|cuda) into `device`; false with `error` set on anything else.
+bool deviceOption(const CliArgs &args, model::DeviceChoice &device, std::string &error);
+// --device and --precision (fp32|bf16|auto, default auto) into the engine's parameters.
+bool engineOptions(const CliArgs &args, model::EngineParams &params, std::string &error);
 
 bool openProjectRun(const std::string &path, store::ProjectDb::OpenMode mode, CliArgs &args,
                     std::optional<store::ProjectDb> &db, store::RunRecord &run);

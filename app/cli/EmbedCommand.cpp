@@ -1,6 +1,7 @@
 // cytosae embed: images -> ViT -> SAE, printed, and optionally exported as JSON and .npy.
 
 #include "CliArgs.h"
+#include "CliCommon.h"
 #include "Commands.h"
 
 #include "imaging/ImageDecoder.h"
@@ -33,7 +34,13 @@ const char *kEmbedHelp =
     "                    activations as NumPy .npy files\n"
     "  --batch N         images per batch (default 8)\n"
     "  --device D        auto | cpu | cuda (default auto)\n"
-    "  --threads N       CPU threads (default: all cores)\n"
+    "  --precision P     fp32 | bf16 | auto (default auto: bf16 where the CPU has avx512_bf16\n"
+    "                    or AMX, or on CUDA, and the first batch run both ways agrees with\n"
+    "                    fp32; otherwise fp32)\n"
+    "  --cls             also run the ViT's last blocks for the final-norm CLS embedding\n"
+    "                    (written to --json; off by default: concepts do not need them)\n"
+    "  --threads N       CPU threads (default: as many cores as are free, fewer while other\n"
+    "                    processes compute)\n"
     "  --threshold T     patch activation threshold (default 0.2)\n"
     "  --quiet           print only errors\n"
     "\n"
@@ -108,8 +115,9 @@ void writeImageJson(io::JsonWriter &json, const Done &d, int top)
 
 int embedCommand(int argc, char **argv)
 {
-    CliArgs args({"--vit", "--sae", "--top", "--json", "--npy", "--batch", "--device", "--threads", "--threshold"},
-                 {"--help", "-h", "--quiet"});
+    CliArgs args({"--vit", "--sae", "--top", "--json", "--npy", "--batch", "--device", "--precision", "--threads",
+                  "--threshold"},
+                 {"--help", "-h", "--quiet", "--cls"});
     if (!args.parse(argc, argv, 2)) {
         std::fprintf(stderr, "cytosae embed: %s\n\n%s", args.error().c_str(), kEmbedHelp);
         return 2;
@@ -130,13 +138,9 @@ int embedCommand(int argc, char **argv)
     params.topK = top;
     params.threads = threads;
     params.keepDense = args.has("--npy");
-    const std::string device = args.value("--device", "auto");
-    if (device == "cpu")
-        params.device = model::DeviceChoice::Cpu;
-    else if (device == "cuda")
-        params.device = model::DeviceChoice::Cuda;
-    else if (device != "auto") {
-        std::fprintf(stderr, "cytosae embed: --device must be auto, cpu or cuda (got '%s')\n", device.c_str());
+    params.clsEmbedding = args.has("--cls");
+    if (std::string error; !engineOptions(args, params, error)) {
+        std::fprintf(stderr, "cytosae embed: %s\n", error.c_str());
         return 2;
     }
     if (args.has("--threshold")) {
@@ -175,9 +179,13 @@ int embedCommand(int argc, char **argv)
     const auto &vit = (*engine)->vit();
     const auto &sae = (*engine)->sae();
     if (!quiet)
-        std::printf("ViT: %s, width %d, depth %d, %d heads, patch %d (%s)\nSAE: %d -> %d latents, block %d, on %s\n",
+        std::printf("ViT: %s, width %d, depth %d, %d heads, patch %d (%s)\nSAE: %d -> %d latents, block %d, on %s, %s\n",
                     params.vitPath.c_str(), vit.embedDim, vit.depth, vit.numHeads, vit.patchSize, vit.source.c_str(),
-                    sae.dIn, sae.dSae, sae.blockIndex, (*engine)->deviceName().c_str());
+                    sae.dIn, sae.dSae, sae.blockIndex, (*engine)->deviceName().c_str(),
+                    (*engine)->precisionPending() ? "precision decided on the first batch"
+                                                  : (*engine)->precisionReason().empty()
+                                                      ? model::precisionName((*engine)->precision())
+                                                      : (*engine)->precisionReason().c_str());
 
     std::vector<Done> done;
     std::vector<std::pair<std::string, std::string>> failures;
@@ -205,7 +213,10 @@ int embedCommand(int argc, char **argv)
         std::vector<model::RgbView> views;
         for (const auto &img : images)
             views.push_back({img.image.pixels.data(), img.image.width, img.image.height});
+        const bool pending = (*engine)->precisionPending();
         auto result = (*engine)->run(views);
+        if (pending && !(*engine)->precisionPending() && !quiet)
+            std::printf("precision: %s\n", (*engine)->precisionReason().c_str());
         for (const auto &n : (*engine)->takeNotices()) // a CUDA fallback or a smaller batch
             std::fprintf(stderr, "warning: %s; now on %s\n", n.c_str(), (*engine)->deviceName().c_str());
         if (!result) {
@@ -280,6 +291,9 @@ int embedCommand(int argc, char **argv)
             json.key("block_layer").value(int64_t(sae.blockLayer));
             json.key("block_index").value(int64_t(sae.blockIndex));
             json.endObject();
+            json.key("device").value((*engine)->deviceName());
+            json.key("precision").value(std::string(model::precisionName((*engine)->precision())));
+            json.key("precision_reason").value((*engine)->precisionReason());
             json.key("top_k").value(int64_t(top));
             json.key("patch_threshold").value(double(params.patchThreshold));
             json.key("images").beginArray();
@@ -299,8 +313,9 @@ int embedCommand(int argc, char **argv)
         }
     }
     if (!quiet)
-        std::printf("\n%zu image(s) done, %zu failed, %.2f s (%.2f images/s)\n", done.size(), failures.size(), seconds,
-                    seconds > 0 ? double(done.size()) / seconds : 0.0);
+        std::printf("\n%zu image(s) done, %zu failed, %.2f s (%.2f images/s) on %s in %s\n", done.size(), failures.size(),
+                    seconds, seconds > 0 ? double(done.size()) / seconds : 0.0, (*engine)->deviceName().c_str(),
+                    model::precisionName((*engine)->precision()));
     return failures.empty() ? 0 : 1;
 }
 

@@ -19,6 +19,24 @@
 
 namespace cytosae::cli {
 
+bool deviceOption(const CliArgs &args, model::DeviceChoice &device, std::string &error)
+{
+    if (model::parseDeviceChoice(args.value("--device", "auto"), device))
+        return true;
+    error = "--device must be auto, cpu or cuda, got '" + args.value("--device") + "'";
+    return false;
+}
+
+bool engineOptions(const CliArgs &args, model::EngineParams &params, std::string &error)
+{
+    if (!deviceOption(args, params.device, error))
+        return false;
+    if (model::parsePrecision(args.value("--precision", "auto"), params.precision))
+        return true;
+    error = "--precision must be fp32, bf16 or auto, got '" + args.value("--precision") + "'";
+    return false;
+}
+
 int usageError(const char *cmd, const std::string &msg, const char *help)
 {
     std::fprintf(stderr, "cytosae %s: %s\n\n%s", cmd, msg.c_str(), help);
@@ -117,7 +135,11 @@ const char *kRunHelp =
     "  --threshold T       patch activation threshold (default 0.2)\n"
     "  --batch N           images per batch (default 8)\n"
     "  --device D          auto | cpu | cuda (default auto)\n"
-    "  --threads N         CPU threads for the model (default: all cores)\n"
+    "  --precision P       fp32 | bf16 | auto (default auto: bf16 where the CPU has avx512_bf16\n"
+    "                      or AMX, or on CUDA, and the first batch run both ways agrees with\n"
+    "                      fp32; otherwise fp32). The run records its precision\n"
+    "  --threads N         CPU threads for the model (default: as many cores as are free,\n"
+    "                      fewer while other processes compute)\n"
     "  --readers N         decoding threads (default 1)\n"
     "  --no-stats          skip the per-latent statistics at the end\n"
     "  --shard I/N         only shard I of N (1 <= I <= N) of the images: those whose id\n"
@@ -213,8 +235,8 @@ int importCommand(int argc, char **argv)
 
 int runCommand(int argc, char **argv)
 {
-    CliArgs args({"--vit", "--sae", "--top-k", "--threshold", "--batch", "--device", "--threads", "--readers",
-                  "--shard", "--shard-db"},
+    CliArgs args({"--vit", "--sae", "--top-k", "--threshold", "--batch", "--device", "--precision", "--threads",
+                  "--readers", "--shard", "--shard-db"},
                  {"--help", "--no-stats"});
     int code = 0;
     if (!parseOrHelp(args, argc, argv, "run", kRunHelp, code))
@@ -237,13 +259,8 @@ int runCommand(int argc, char **argv)
         if (end == t.c_str() || *end)
             return usageError("run", "--threshold needs a number", kRunHelp);
     }
-    const std::string device = args.value("--device", "auto");
-    if (device == "cpu")
-        options.engine.device = model::DeviceChoice::Cpu;
-    else if (device == "cuda")
-        options.engine.device = model::DeviceChoice::Cuda;
-    else if (device != "auto")
-        return usageError("run", "--device must be auto, cpu or cuda", kRunHelp);
+    if (std::string error; !engineOptions(args, options.engine, error))
+        return usageError("run", error, kRunHelp);
     options.engine.clsEmbedding = true;
     options.notice = [](const std::string &n) {
         finishProgress();
@@ -271,8 +288,9 @@ int runCommand(int argc, char **argv)
     }
     for (const auto &[path, why] : report->failures)
         std::fprintf(stderr, "error: %s: %s\n", path.c_str(), why.c_str());
-    std::printf("run %lld%s on %s: %lld image(s) processed, %lld failed, %lld done before; %.1f s (%.2f images/s)%s\n",
+    std::printf("run %lld%s on %s in %s: %lld image(s) processed, %lld failed, %lld done before; %.1f s (%.2f images/s)%s\n",
                 (long long)report->runId, report->resumed ? " (resumed)" : "", report->device.c_str(),
+                report->precision.c_str(),
                 (long long)report->processed, (long long)report->failed, (long long)report->alreadyDone,
                 report->seconds, report->seconds > 0 ? double(report->processed) / report->seconds : 0.0,
                 report->cancelled ? "; cancelled, run again to resume" : "");
@@ -331,8 +349,9 @@ int statsCommand(int argc, char **argv)
                 (long long)q("SELECT count(*) FROM image WHERE qc_status = 'ok'"),
                 (long long)q("SELECT count(*) FROM image WHERE qc_status = 'rejected'"),
                 (long long)q("SELECT count(*) FROM patient"));
-    std::printf("run %s (%s, top-k %d, threshold %.2f, %d latents): %lld images with results, %lld errors\n", r.c_str(),
-                run->status.c_str(), run->topK, run->patchThreshold, run->dSae,
+    std::printf("run %s (%s, on %s in %s, top-k %d, threshold %.2f, %d latents): %lld images with results, %lld errors\n",
+                r.c_str(), run->status.c_str(), run->device.c_str(), run->precision.c_str(), run->topK, run->patchThreshold,
+                run->dSae,
                 (long long)q("SELECT count(*) FROM activation WHERE run_id = " + r),
                 (long long)q("SELECT count(*) FROM run_error WHERE run_id = " + r));
     std::printf("  latents: %lld alive, %lld dead, %lld dense (fire in > 50%% of images), %lld with mean activation > 0.1\n",

@@ -71,17 +71,6 @@ std::string parseCellMix(const std::string &text, std::vector<double> &mix, std:
 
 const CliArgs::Bounds kPositive{0, std::numeric_limits<double>::infinity(), true}, kNonNegative{0};
 
-model::DeviceChoice deviceOf(const std::string &s, bool &ok)
-{
-    ok = true;
-    if (s == "cpu")
-        return model::DeviceChoice::Cpu;
-    if (s == "cuda")
-        return model::DeviceChoice::Cuda;
-    ok = s == "auto";
-    return model::DeviceChoice::Auto;
-}
-
 // Accepted image paths (and class labels) of a project.
 Result<std::vector<std::pair<std::string, std::string>>> projectImages(const std::string &project)
 {
@@ -235,10 +224,8 @@ int trainSaeCommand(int argc, char **argv)
     if (!args.doubleValue("--lr", o.lr, kPositive, o.lr) ||
         !args.doubleValue("--l1", o.l1Coefficient, kNonNegative, o.l1Coefficient))
         return usageError("train-sae", args.error(), kTrainSaeHelp);
-    bool ok = true;
-    o.device = deviceOf(args.value("--device", "auto"), ok);
-    if (!ok)
-        return usageError("train-sae", "--device must be auto, cpu or cuda", kTrainSaeHelp);
+    if (std::string error; !deviceOption(args, o.device, error))
+        return usageError("train-sae", error, kTrainSaeHelp);
     auto images = projectImages(args.positional()[0]);
     if (!images)
         return fail(images.message());
@@ -285,10 +272,8 @@ int trainVitCommand(int argc, char **argv)
     o.seed = uint64_t(seed);
     if (!args.doubleValue("--lr", o.lr, kPositive, o.lr))
         return usageError("train-vit", args.error(), kTrainVitHelp);
-    bool ok = true;
-    o.device = deviceOf(args.value("--device", "auto"), ok);
-    if (!ok)
-        return usageError("train-vit", "--device must be auto, cpu or cuda", kTrainVitHelp);
+    if (std::string error; !deviceOption(args, o.device, error))
+        return usageError("train-vit", error, kTrainVitHelp);
     auto images = projectImages(args.positional()[0]);
     if (!images)
         return fail(images.message());
@@ -619,6 +604,9 @@ int demoCommand(int argc, char **argv)
     ro.engine.vitPath = vit;
     ro.engine.saePath = sae;
     ro.engine.threads = threads;
+    // fp32: the demo's documented figures (docs/analysis.md, concept recovery) were measured
+    // on fp32 runs and must come out the same; `cytosae run` defaults to auto.
+    ro.engine.precision = model::Precision::Fp32;
     auto run = pipeline::runProject(project, ro, stderrProgress(), &interrupted);
     finishProgress();
     if (!run)

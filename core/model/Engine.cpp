@@ -143,6 +143,25 @@ std::string Engine::precisionReason() const
     return m_impl->precisionReason;
 }
 
+bool Engine::precisionPending() const
+{
+    return m_impl->autoPending;
+}
+
+void Engine::settlePrecision(Precision p, const std::string &reason)
+{
+    Impl &d = *m_impl;
+    if (!d.autoPending || p == Precision::Auto)
+        return;
+    d.autoPending = false;
+    d.precision = p;
+    d.precisionReason = reason;
+    if (p == Precision::Fp32) {
+        d.vit.prepareBf16(false);
+        d.wEncUnitH = d.bEncUnit = d.wEncT = at::Tensor();
+    }
+}
+
 PrecisionAgreement Engine::autoCheck() const
 {
     return m_impl->autoCheck;
@@ -513,6 +532,9 @@ void screenScalar(const c10::BFloat16 *z, const float *bias, float floor, int64_
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 // The same three kernels in AVX-512 (compiled for it here, chosen at run time): the build
 // targets baseline x86-64, and these loops are most of the bf16 path's time outside the GEMMs.
 #define CYTOSAE_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
@@ -558,6 +580,8 @@ CYTOSAE_AVX512 void screenAvx512(const c10::BFloat16 *z, const float *bias, floa
         if (bf16Value(z[j]) + bias[j] > floor)
             out.push_back(int32_t(j));
 }
+
+#pragma GCC diagnostic pop
 
 bool hasAvx512()
 {

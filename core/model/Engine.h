@@ -147,6 +147,11 @@ public:
     Precision precision() const;
     // Why this precision ("auto: bf16, the first batch agreed with fp32: ..."); empty for fp32 asked.
     std::string precisionReason() const;
+    // True while Precision::Auto waits for its first batch.
+    bool precisionPending() const;
+    // Settles a pending Precision::Auto to `p` (fp32 or bf16) without the check: a resumed run
+    // continues in the precision it started in. No effect once settled.
+    void settlePrecision(Precision p, const std::string &reason);
     // The first batch's agreement check under Precision::Auto (images == 0 when none ran).
     PrecisionAgreement autoCheck() const;
     // Threads the last CPU forward used (adaptive unless EngineParams::threads is set).

@@ -112,20 +112,30 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
         return saeId.error();
     if (topK > 255)
         return Error("at most 255 latents per token can be stored (--top-k)");
-    auto existing = db->resumableRun(*vitId, *saeId, topK, threshold);
+    // A run holds one precision: an explicit one resumes only a run computed in it; an
+    // undecided auto continues a run in the precision that run settled on.
+    auto precisionText = [&] { return std::string(eng.precisionPending() ? "auto" : model::precisionName(eng.precision())); };
+    auto existing = db->resumableRun(*vitId, *saeId, topK, threshold, eng.precisionPending() ? "" : precisionText());
     if (!existing)
         return existing.error();
     if (existing->has_value()) {
-        report.runId = **existing;
+        const store::RunRecord &previous = **existing;
+        report.runId = previous.id;
         report.resumed = true;
+        model::Precision settled;
+        if (eng.precisionPending() && model::parsePrecision(previous.precision, settled) &&
+            settled != model::Precision::Auto)
+            eng.settlePrecision(settled, "auto: " + previous.precision + ", the precision run " +
+                                             std::to_string(previous.id) + " started in");
         if (Status s = db->setRunStatus(report.runId, "running"); !s)
             return s.error();
     } else {
-        auto id = db->createRun(*vitId, *saeId, topK, threshold, eng.sae().dSae, report.device);
+        auto id = db->createRun(*vitId, *saeId, topK, threshold, eng.sae().dSae, report.device, precisionText());
         if (!id)
             return id.error();
         report.runId = *id;
     }
+    std::string storedPrecision = precisionText();
     auto pending = db->pendingImages(report.runId);
     if (!pending)
         return pending.error();
@@ -233,6 +243,16 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
                 engineStatus = result.error();
                 break;
             }
+            if (const std::string now = precisionText(); now != storedPrecision) {
+                // Precision::Auto settled on its first batch: the run's row records it.
+                storedPrecision = now;
+                if (Status s = db->setRunPrecision(report.runId, now); !s) {
+                    engineStatus = s;
+                    break;
+                }
+                if (options.notice)
+                    options.notice(eng.precisionReason());
+            }
             for (size_t i = 0; i < result->size(); ++i)
                 out.rows.push_back(toRow(batch->imageIds[i], (*result)[i], dSae));
         }
@@ -270,6 +290,8 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
             statsMeter.report(1);
         }
     }
+    report.precision = precisionText();
+    report.precisionReason = eng.precisionReason();
     report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
     return report;
 }

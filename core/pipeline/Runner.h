@@ -45,6 +45,8 @@ struct RunReport {
     double seconds = 0;
     double inferenceSeconds = 0; // time spent inside the engine
     std::string device;               // where the run ended (after any fallback)
+    std::string precision;            // fp32 or bf16 ("auto" if no batch ran to decide it)
+    std::string precisionReason;      // why (Engine::precisionReason)
     std::vector<std::string> notices; // what `notice` was told
 };
 

@@ -262,6 +262,10 @@ ALTER TABLE image ADD COLUMN box_h INTEGER;
 ALTER TABLE image ADD COLUMN detection_score REAL;
 CREATE INDEX image_smear ON image(smear_id);
 )SQL",
+    // 3 -> 4: the precision a run was computed in (issue 17); every earlier run was fp32.
+    R"SQL(
+ALTER TABLE run ADD COLUMN precision TEXT NOT NULL DEFAULT 'fp32';
+)SQL",
 };
 constexpr int kMigrationCount = int(sizeof(kMigrations) / sizeof(kMigrations[0]));
 #undef APPEND_ONLY
@@ -405,44 +409,9 @@ Result<ModelRecord> ProjectDb::model(int64_t id)
     return ModelRecord{q->columnInt(0), q->columnText(1), q->columnText(2), q->columnText(3), q->columnText(4)};
 }
 
-Result<int64_t> ProjectDb::createRun(int64_t vitId, int64_t saeId, int topK, double threshold, int dSae,
-                                     const std::string &device)
-{
-    auto ins = m_db.prepare("INSERT INTO run(vit_id, sae_id, top_k, patch_threshold, d_sae, device, status) "
-                            "VALUES (?, ?, ?, ?, ?, ?, 'running')");
-    if (!ins)
-        return ins.error();
-    ins->bind(1, vitId).bind(2, saeId).bind(3, topK).bind(4, threshold).bind(5, dSae).bind(6, device);
-    if (Status s = ins->exec(); !s)
-        return s.error();
-    return m_db.lastInsertId();
-}
-
-Result<std::optional<int64_t>> ProjectDb::resumableRun(int64_t vitId, int64_t saeId, int topK, double threshold)
-{
-    auto q = m_db.prepare("SELECT id FROM run WHERE vit_id = ? AND sae_id = ? AND top_k = ? AND "
-                          "abs(patch_threshold - ?) < 1e-9 ORDER BY id DESC LIMIT 1");
-    if (!q)
-        return q.error();
-    q->bind(1, vitId).bind(2, saeId).bind(3, topK).bind(4, threshold);
-    if (q->step())
-        return std::optional<int64_t>(q->columnInt(0));
-    return std::optional<int64_t>();
-}
-
-Status ProjectDb::setRunStatus(int64_t runId, const std::string &status)
-{
-    auto q = m_db.prepare("UPDATE run SET status = ?, finished_at = CASE WHEN ? = 'running' THEN NULL ELSE "
-                          "strftime('%Y-%m-%dT%H:%M:%SZ', 'now') END WHERE id = ?");
-    if (!q)
-        return q.error();
-    q->bind(1, status).bind(2, status).bind(3, runId);
-    return q->exec();
-}
-
 namespace {
 const char *kRunColumns = "SELECT id, vit_id, sae_id, top_k, patch_threshold, d_sae, device, status, started_at, "
-                          "coalesce(finished_at, ''), images_done FROM run ";
+                          "coalesce(finished_at, ''), images_done, precision FROM run ";
 RunRecord readRun(const Statement &q)
 {
     RunRecord r;
@@ -457,9 +426,57 @@ RunRecord readRun(const Statement &q)
     r.startedAt = q.columnText(8);
     r.finishedAt = q.columnText(9);
     r.imagesDone = q.columnInt(10);
+    r.precision = q.columnText(11);
     return r;
 }
 } // namespace
+
+Result<int64_t> ProjectDb::createRun(int64_t vitId, int64_t saeId, int topK, double threshold, int dSae,
+                                     const std::string &device, const std::string &precision)
+{
+    auto ins = m_db.prepare("INSERT INTO run(vit_id, sae_id, top_k, patch_threshold, d_sae, device, precision, status) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, 'running')");
+    if (!ins)
+        return ins.error();
+    ins->bind(1, vitId).bind(2, saeId).bind(3, topK).bind(4, threshold).bind(5, dSae).bind(6, device).bind(7, precision);
+    if (Status s = ins->exec(); !s)
+        return s.error();
+    return m_db.lastInsertId();
+}
+
+Result<std::optional<RunRecord>> ProjectDb::resumableRun(int64_t vitId, int64_t saeId, int topK, double threshold,
+                                                         const std::string &precision)
+{
+    auto q = m_db.prepare(std::string(kRunColumns) +
+                          "WHERE vit_id = ? AND sae_id = ? AND top_k = ? AND abs(patch_threshold - ?) < 1e-9 AND "
+                          "(? = '' OR precision = ? OR precision = 'auto') ORDER BY id DESC LIMIT 1");
+    if (!q)
+        return q.error();
+    q->bind(1, vitId).bind(2, saeId).bind(3, topK).bind(4, threshold).bind(5, precision).bind(6, precision);
+    if (q->step())
+        return std::optional<RunRecord>(readRun(*q));
+    return std::optional<RunRecord>();
+}
+
+Status ProjectDb::setRunPrecision(int64_t runId, const std::string &precision)
+{
+    auto q = m_db.prepare("UPDATE run SET precision = ? WHERE id = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, precision).bind(2, runId);
+    return q->exec();
+}
+
+Status ProjectDb::setRunStatus(int64_t runId, const std::string &status)
+{
+    auto q = m_db.prepare("UPDATE run SET status = ?, finished_at = CASE WHEN ? = 'running' THEN NULL ELSE "
+                          "strftime('%Y-%m-%dT%H:%M:%SZ', 'now') END WHERE id = ?");
+    if (!q)
+        return q.error();
+    q->bind(1, status).bind(2, status).bind(3, runId);
+    return q->exec();
+}
+
 
 Result<RunRecord> ProjectDb::run(int64_t runId)
 {

@@ -20,7 +20,7 @@
 
 namespace cytosae::store {
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 using Metadata = std::vector<std::pair<std::string, std::string>>;
 
@@ -39,6 +39,9 @@ struct RunRecord {
     double patchThreshold = 0.2;
     int dSae = 0;
     std::string device;
+    // fp32 or bf16: what the run's results were computed in; "auto" while a Precision::Auto
+    // run has not decided yet (its first batch not done). Runs before schema 4 are fp32.
+    std::string precision = "fp32";
     std::string status; // running, done, cancelled, failed
     std::string startedAt, finishedAt;
     int64_t imagesDone = 0;
@@ -174,9 +177,14 @@ public:
                                 const std::string &configJson);
     Result<ModelRecord> model(int64_t id);
     Result<int64_t> createRun(int64_t vitId, int64_t saeId, int topK, double threshold, int dSae,
-                              const std::string &device);
-    // The newest run with these models and settings that did not finish (to resume it).
-    Result<std::optional<int64_t>> resumableRun(int64_t vitId, int64_t saeId, int topK, double threshold);
+                              const std::string &device, const std::string &precision = "fp32");
+    // The newest run with these models and settings (to resume it). `precision` "fp32" or
+    // "bf16" only matches runs computed in it; "" matches any (an undecided Precision::Auto
+    // continues in the run's precision).
+    Result<std::optional<RunRecord>> resumableRun(int64_t vitId, int64_t saeId, int topK, double threshold,
+                                                  const std::string &precision = "");
+    // Records the precision a Precision::Auto run settled on.
+    Status setRunPrecision(int64_t runId, const std::string &precision);
     Status setRunStatus(int64_t runId, const std::string &status);
     Result<RunRecord> run(int64_t runId);
     // The newest finished run, else the newest run; nullopt when there is none.

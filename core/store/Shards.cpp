@@ -430,6 +430,10 @@ Result<MergeReport> mergeShards(const std::string &projectPath, const std::vecto
                                std::to_string(s.run.patchThreshold) + " differ from " + first.path + "'s top-k " +
                                std::to_string(first.run.topK) + ", threshold " +
                                std::to_string(first.run.patchThreshold));
+        if (s.run.precision != first.run.precision)
+            problems.push_back(s.path + ": computed in " + s.run.precision + ", " + first.path + " in " +
+                               first.run.precision + ": a run holds one precision; run the shards again with the "
+                               "same --precision (fp32 or bf16)");
     }
     if (count) {
         std::vector<std::string> absent;
@@ -472,13 +476,14 @@ Result<MergeReport> mergeShards(const std::string &projectPath, const std::vecto
         auto q = project->db().prepare(
             "SELECT r.id, (SELECT count(*) FROM activation a WHERE a.run_id = r.id) FROM run r JOIN model v ON v.id = "
             "r.vit_id JOIN model s ON s.id = r.sae_id WHERE v.sha256 = ? AND s.sha256 = ? AND r.top_k = ? AND "
-            "abs(r.patch_threshold - ?) < 1e-9");
+            "abs(r.patch_threshold - ?) < 1e-9 AND r.precision = ?");
         if (!q)
             return q.error().withContext(projectPath);
         q->bind(1, first.vit.sha256)
             .bind(2, first.sae.sha256)
             .bind(3, first.run.topK)
-            .bind(4, first.run.patchThreshold);
+            .bind(4, first.run.patchThreshold)
+            .bind(5, first.run.precision);
         while (q->step())
             if (q->columnInt(1) > 0)
                 problems.push_back(projectPath + ": run " + std::to_string(q->columnInt(0)) + " already holds " +
@@ -518,7 +523,8 @@ Result<MergeReport> mergeShards(const std::string &projectPath, const std::vecto
     if (!vitId || !saeId)
         return fail(!vitId ? vitId.error() : saeId.error());
     auto runId =
-        project->createRun(*vitId, *saeId, first.run.topK, first.run.patchThreshold, first.run.dSae, report.device);
+        project->createRun(*vitId, *saeId, first.run.topK, first.run.patchThreshold, first.run.dSae, report.device,
+                           first.run.precision);
     if (!runId)
         return fail(runId.error());
     report.runId = *runId;

@@ -3,47 +3,40 @@
 #include "model/Preprocess.h"
 #include "model/VitModel.h"
 #include <torch/torch.h>
-#include <chrono>
+#include <random>
+#include <map>
 using namespace cytosae; using namespace cytosae::model;
-double since(std::chrono::steady_clock::time_point a){return std::chrono::duration<double>(std::chrono::steady_clock::now()-a).count();}
+std::vector<std::vector<uint8_t>> makeCells(int n, uint32_t seed){
+    std::mt19937 rng(seed); std::vector<std::vector<uint8_t>> cells;
+    for (int i = 0; i < n; ++i) { std::vector<uint8_t> rgb(288 * 288 * 3);
+        const int cx = 100 + int(rng() % 88), cy = 100 + int(rng() % 88), r = 50 + int(rng() % 40);
+        for (int y = 0; y < 288; ++y) for (int x = 0; x < 288; ++x) { const bool in = (x - cx) * (x - cx) + (y - cy) * (y - cy) < r * r; const int noise = int(rng() % 16);
+                uint8_t *p = &rgb[size_t(y * 288 + x) * 3]; p[0] = uint8_t(in ? 110 + noise : 215 + noise); p[1] = uint8_t(in ? 60 + noise : 170 + noise); p[2] = uint8_t(in ? 150 + noise : 200 + noise); }
+        cells.push_back(std::move(rgb)); }
+    return cells; }
+std::vector<float> prep(const std::vector<std::vector<uint8_t>> &cells){ std::vector<float> chw(cells.size()*3*224*224);
+  for (size_t i=0;i<cells.size();++i) preprocessToChw({cells[i].data(),288,288},224,{},chw.data()+i*3*224*224); return chw;}
 int main(){
-  torch::manual_seed(0); at::set_num_threads(2); c10::InferenceMode g;
+  torch::manual_seed(0); at::set_num_threads(2);
   auto vit = VitModel::fromStateDict(bench::randomVitB(), 0);
-  at::Tensor px = torch::randn({8,3,224,224});
-  vit->prepareBf16(true);
-  for (bool bf : {false, true}) {
-    at::Tensor t = vit->embed(px); vit->blocks(t,0,10,bf);
-    auto t0=std::chrono::steady_clock::now(); at::Tensor r = vit->blocks(t,0,10,bf); double s=since(t0);
-    printf("vit %s: %.3f s, %.1f GFLOP/s\n", bf?"bf16":"fp32", s, 2*vit->macsThrough(10,257)*8/s/1e9);
-  }
-  // one block pieces in bf16
-  at::Tensor x = torch::randn({8,257,768});
-  at::Tensor xh = x.to(at::kBFloat16);
-  auto tm=[&](const char*n, auto f){ f(); auto t0=std::chrono::steady_clock::now(); for(int i=0;i<5;i++) f(); printf("%-30s %.2f ms\n", n, since(t0)/5*1000);};
-  at::Tensor w = torch::randn({2304,768}).to(at::kBFloat16), wb=torch::randn({2304}).to(at::kBFloat16);
-  at::Tensor w1 = torch::randn({3072,768}).to(at::kBFloat16), b1=torch::randn({3072}).to(at::kBFloat16);
-  at::Tensor w2 = torch::randn({768,3072}).to(at::kBFloat16), b2=torch::randn({768}).to(at::kBFloat16);
-  at::Tensor ln = torch::ones({768});
-  tm("layernorm fp32", [&]{ torch::layer_norm(x,{768},ln,ln,1e-6);});
-  tm("to bf16", [&]{ x.to(at::kBFloat16);});
-  tm("linear qkv bf16", [&]{ torch::linear(xh,w,wb);});
-  at::Tensor qkv = torch::linear(xh,w,wb).reshape({8,257,3,12,64}).permute({2,0,3,1,4});
-  tm("q*scale", [&]{ qkv[0]*0.125;});
-  at::Tensor q = qkv[0]*0.125;
-  tm("qk matmul", [&]{ torch::matmul(q, qkv[1].transpose(-2,-1));});
-  at::Tensor att = torch::matmul(q, qkv[1].transpose(-2,-1));
-  tm("softmax bf16", [&]{ att.softmax(-1);});
-  tm("softmax fp32", [&]{ att.to(at::kFloat).softmax(-1);});
-  at::Tensor p = att.softmax(-1);
-  tm("av matmul", [&]{ torch::matmul(p, qkv[2]);});
-  tm("fc1 bf16", [&]{ torch::linear(xh,w1,b1);});
-  at::Tensor h = torch::linear(xh,w1,b1);
-  tm("gelu bf16", [&]{ torch::gelu(h);});
-  tm("gelu fp32", [&]{ torch::gelu(h.to(at::kFloat));});
-  tm("fc2 bf16", [&]{ torch::linear(h,w2,b2);});
-  at::Tensor c = torch::randn({2056,768}).to(at::kBFloat16), we = torch::randn({768,49152}).to(at::kBFloat16);
-  tm("sae mm chunk 4096", [&]{ torch::mm(c, we.narrow(1,0,4096)).contiguous();});
-  tm("sae mm chunk 4096 contiguous w", [&]{ torch::mm(c, we.narrow(1,0,4096).contiguous());});
-  at::Tensor wt = torch::randn({49152,768}).to(at::kBFloat16);
-  tm("sae mm chunk 4096 via linear(W^T)", [&]{ torch::linear(c, wt.narrow(0,0,4096));});
+  auto cal = prep(makeCells(8,99));
+  auto rs = bench::calibratedRandomSae(*vit, torch::from_blob(cal.data(),{8,3,224,224}), 10);
+  auto sae = SaeModel::fromTensors(rs.wEnc, rs.bEnc, rs.wDec, rs.bDec); sae->info().blockLayer=-2;
+  auto chw = prep(makeCells(8,1));
+  EngineParams p; p.device=DeviceChoice::Cpu; p.topK=256; p.clsEmbedding=false;
+  auto e1 = makeEngine(*vit,*sae,p); p.precision=Precision::Bf16; auto e2 = makeEngine(*vit,*sae,p);
+  auto a = (*e1)->runPreprocessed(chw.data(),8,224,224), b=(*e2)->runPreprocessed(chw.data(),8,224,224);
+  std::map<int,int> hist; double sumBad=0; int nb=0;
+  for (int i=0;i<8;i++){ auto &A=(*a)[i], &B=(*b)[i];
+    for (int t=0;t<A.numTokens;t++){ std::vector<ImageActivations> x{A}, y{B};
+      std::vector<int> sa, sb; int nact=0; float top=0, v32=0;
+      for (int j=0;j<256;j++){ if(A.topIds[t*256+j]>=0){nact++;} }
+      top=A.topValues[t*256]; v32 = A.topValues[t*256+31];
+      for (int j=0;j<32;j++){ if(A.topIds[t*256+j]>=0) sa.push_back(A.topIds[t*256+j]); if(B.topIds[t*256+j]>=0) sb.push_back(B.topIds[t*256+j]); }
+      std::sort(sa.begin(),sa.end()); std::sort(sb.begin(),sb.end()); std::vector<int> c; std::set_intersection(sa.begin(),sa.end(),sb.begin(),sb.end(),std::back_inserter(c));
+      double ov = std::max(sa.size(),sb.size()) ? double(c.size())/std::max(sa.size(),sb.size()) : 1;
+      hist[int(ov*10)]++;
+      if (ov < 0.9 && nb < 12) { nb++; printf("tok %d/%d ov %.2f nact %d top %.4f v32 %.5f sizes %zu %zu\n", i,t,ov,nact,top,v32,sa.size(),sb.size()); }
+    }}
+  for (auto [k,v]: hist) printf("overlap %.1f: %d tokens\n", k/10.0, v);
 }

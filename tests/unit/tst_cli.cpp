@@ -93,7 +93,7 @@ private slots:
 
         const QString json = dir.filePath("out.json");
         Run r = runCli({"embed", "--vit", kVit, "--sae", kSae, "--top", "4", "--json", json, "--npy", dir.filePath("npy"),
-                        "--batch", "2", good, grey, tiny, rgba, corrupt, deep, empty});
+                        "--batch", "2", "--cls", good, grey, tiny, rgba, corrupt, deep, empty});
         QCOMPARE(r.code, 1); // some inputs failed
         QVERIFY2(r.err.contains(tiny + ": image is 1x1 pixels"), qPrintable(r.err));
         QVERIFY2(r.err.contains(corrupt + ": "), qPrintable(r.err));
@@ -113,6 +113,23 @@ private slots:
         QVERIFY(first["tokens"].toArray()[5].toArray().size() <= 4);
         QCOMPARE(first["concepts"].toArray().size(), 4);
         QCOMPARE(first["cls_embedding"].toArray().size(), 32);
+        // --precision auto: the run says what it settled on and why.
+        QVERIFY2(doc["precision"].toString() == "fp32" || doc["precision"].toString() == "bf16",
+                 qPrintable(doc["precision"].toString()));
+        QVERIFY(doc["precision_reason"].toString().startsWith("auto: " + doc["precision"].toString()) ||
+                doc["precision_reason"].toString().startsWith("auto: fp32, because"));
+        // Without --cls the blocks after the SAE's are not run and no embedding is written.
+        const QString json2 = dir.filePath("out2.json");
+        Run plain = runCli({"embed", "--vit", kVit, "--sae", kSae, "--json", json2, "--precision", "fp32", good});
+        QCOMPARE(plain.code, 0);
+        QFile f2(json2);
+        QVERIFY(f2.open(QIODevice::ReadOnly));
+        const QJsonObject doc2 = QJsonDocument::fromJson(f2.readAll()).object();
+        QCOMPARE(doc2["precision"].toString(), QString("fp32"));
+        QVERIFY(!doc2["images"].toArray()[0].toObject().contains("cls_embedding"));
+        Run bad = runCli({"embed", "--vit", kVit, "--sae", kSae, "--precision", "fp16", good});
+        QCOMPARE(bad.code, 2);
+        QVERIFY2(bad.err.contains("--precision must be fp32, bf16 or auto, got 'fp16'"), qPrintable(bad.err));
         // Concepts are sorted by image-level mean, strongest first.
         const QJsonArray concepts = first["concepts"].toArray();
         for (int i = 1; i < concepts.size(); ++i)
@@ -148,6 +165,7 @@ private slots:
         QVERIFY2(stats.out.contains("30 accepted"), qPrintable(stats.out));
         QVERIFY(stats.out.contains("patients: 5"));
         QVERIFY(stats.out.contains("30 images with results"));
+        QVERIFY2(stats.out.contains(" in fp32, top-k"), qPrintable(stats.out)); // the demo runs in fp32
         Run top = runCli({"top", project, "--latent", "1", "--n", "3", "--diagnosis", "APL"});
         QCOMPARE(top.code, 0);
         QVERIFY(top.out.contains("APL01") || top.out.split('\n').size() <= 2); // only APL cells, if any carry it

@@ -315,7 +315,7 @@ private slots:
         const std::string project = (dir.path() + "/p.cyto").toStdString();
         auto db = store::ProjectDb::open(project, store::ProjectDb::OpenMode::Create);
         QVERIFY(db);
-        QCOMPARE(db->schemaVersion(), 3);
+        QCOMPARE(db->schemaVersion(), 4);
         pipeline::SmearImportOptions options;
         options.source = fields.toStdString();
         options.patientCode = "P7";
