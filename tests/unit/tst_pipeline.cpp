@@ -223,6 +223,51 @@ private slots:
         verifyConsistent(db, run->runId, n);
     }
 
+    // A run records its precision; auto records what its first batch settled on; a run in
+    // another precision is a new run, never mixed into the old one.
+    void runRecordsItsPrecision()
+    {
+        QTemporaryDir dir;
+        const QString data = dir.filePath("cohort");
+        const int n = makeCohort(data, {"AAA"}, 6);
+        const QString project = dir.filePath("p.cyto");
+        {
+            store::ProjectDb db = openDb(project, store::ProjectDb::OpenMode::Create);
+            pipeline::ImportOptions io;
+            io.source = data.toStdString();
+            io.layout = pipeline::FolderLayout::PatientPerFolder;
+            QVERIFY(pipeline::importImages(db, io).ok());
+        }
+        pipeline::RunOptions autoOptions = runOptions();
+        autoOptions.engine.precision = model::Precision::Auto;
+        auto first = pipeline::runProject(project.toStdString(), autoOptions);
+        QVERIFY2(first.ok(), first.message().c_str());
+        QCOMPARE(first->processed, int64_t(n));
+        QVERIFY(first->precision == "fp32" || first->precision == "bf16");
+        QVERIFY2(first->precisionReason.rfind("auto: " + first->precision, 0) == 0, first->precisionReason.c_str());
+        store::ProjectDb db = openDb(project);
+        QCOMPARE(db.run(first->runId)->precision, first->precision);
+
+        // The other precision, asked for explicitly: a new run with all images again.
+        pipeline::RunOptions other = runOptions();
+        other.engine.precision = first->precision == "fp32" ? model::Precision::Bf16 : model::Precision::Fp32;
+        auto second = pipeline::runProject(project.toStdString(), other);
+        QVERIFY2(second.ok(), second.message().c_str());
+        QVERIFY(second->runId != first->runId);
+        QVERIFY(!second->resumed);
+        QCOMPARE(second->processed, int64_t(n));
+        QCOMPARE(db.run(second->runId)->precision, std::string(model::precisionName(other.engine.precision)));
+        // auto again continues (and settles to) the newest run's precision, with nothing left to do.
+        auto third = pipeline::runProject(project.toStdString(), autoOptions);
+        QVERIFY(third.ok());
+        QVERIFY(third->resumed);
+        QCOMPARE(third->runId, second->runId);
+        QCOMPARE(third->processed, int64_t(0));
+        QCOMPARE(third->precision, std::string(model::precisionName(other.engine.precision)));
+        verifyConsistent(db, first->runId, n);
+        verifyConsistent(db, second->runId, n);
+    }
+
     void cancelThenResume()
     {
         QTemporaryDir dir;

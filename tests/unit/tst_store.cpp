@@ -144,6 +144,42 @@ private slots:
         QVERIFY(!ProjectDb::open(dir.filePath("missing.cyto").toStdString(), ProjectDb::OpenMode::Existing).ok());
     }
 
+    // Schema 4 records each run's precision: a schema-3 project is upgraded with its runs as
+    // fp32 (all earlier runs were), and resuming matches on the precision.
+    void runPrecisionIsRecordedAndUpgraded()
+    {
+        QTemporaryDir dir;
+        const QString path = dir.filePath("p.cyto");
+        {
+            ProjectDb db = mustOpen(path);
+            auto vit = db.upsertModel("vit", "aa", "v.pth", "{}");
+            auto sae = db.upsertModel("sae", "bb", "s.pt", "{}");
+            QVERIFY(vit.ok() && sae.ok());
+            auto bf = db.createRun(*vit, *sae, 32, 0.2, 768, "cpu (2 threads)", "bf16");
+            QVERIFY(bf.ok());
+            auto any = db.resumableRun(*vit, *sae, 32, 0.2, "");
+            QVERIFY(any.ok() && any->has_value());
+            QCOMPARE((*any)->precision, std::string("bf16"));
+            auto fp = db.resumableRun(*vit, *sae, 32, 0.2, "fp32");
+            QVERIFY(fp.ok());
+            QVERIFY(!fp->has_value()); // a bf16 run is not continued in fp32
+            auto undecided = db.createRun(*vit, *sae, 16, 0.2, 768, "cpu (2 threads)", "auto");
+            QVERIFY(undecided.ok());
+            auto resumeAuto = db.resumableRun(*vit, *sae, 16, 0.2, "fp32");
+            QVERIFY(resumeAuto.ok() && resumeAuto->has_value()); // no batch decided it yet
+            QVERIFY(db.setRunPrecision(*undecided, "fp32").ok());
+            QCOMPARE(db.run(*undecided)->precision, std::string("fp32"));
+            // Back to schema 3: as a file written before issue 17.
+            QVERIFY(db.db().exec("ALTER TABLE run DROP COLUMN precision").ok());
+            QVERIFY(db.db().exec("PRAGMA user_version = 3").ok());
+        }
+        ProjectDb upgraded = mustOpen(path, ProjectDb::OpenMode::Existing);
+        QCOMPARE(upgraded.schemaVersion(), kSchemaVersion);
+        auto latest = upgraded.latestRun();
+        QVERIFY(latest.ok() && latest->has_value());
+        QCOMPARE((*latest)->precision, std::string("fp32"));
+    }
+
     void foreignAndNewerFilesAreRefused()
     {
         QTemporaryDir dir;
