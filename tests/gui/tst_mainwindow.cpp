@@ -34,6 +34,7 @@
 #include <QTableView>
 #include <QTemporaryDir>
 #include <QTimer>
+#include <QRegularExpression>
 #include <QtTest>
 
 namespace {
@@ -170,6 +171,10 @@ private slots:
             MainWindow w;
             w.show();
             QVERIFY(w.openProject(m_project));
+            // The status bar names the run's device and precision (the test project ran in fp32).
+            const QString status = w.findChild<QLabel *>("statusText")->text();
+            QVERIFY2(status.contains(QRegularExpression("Run \\d+ \\(done, on cpu \\(\\d+ threads\\), fp32\\)")),
+                     qPrintable(status));
             w.findChild<QSlider *>("opacitySlider")->setValue(77);
             w.close();
         }
@@ -183,12 +188,17 @@ private slots:
         SettingsDialog dialog(prefs);
         dialog.findChild<QCheckBox *>("galleryOverlaysCheck")->setChecked(false);
         dialog.findChild<QComboBox *>("deviceCombo")->setCurrentIndex(1);
+        QCOMPARE(prefs.precision, QStringLiteral("auto")); // the default
+        auto *precision = dialog.findChild<QComboBox *>("precisionCombo");
+        precision->setCurrentIndex(precision->findData(QStringLiteral("bf16")));
         const AppSettings edited = dialog.settings();
         QCOMPARE(edited.device, QStringLiteral("cpu"));
+        QCOMPARE(edited.precision, QStringLiteral("bf16"));
         edited.save();
         MainWindow third;
         QVERIFY(!third.galleryModel()->overlaysVisible());
         QCOMPARE(AppSettings::load().device, QStringLiteral("cpu"));
+        QCOMPARE(AppSettings::load().precision, QStringLiteral("bf16"));
     }
 
 private:

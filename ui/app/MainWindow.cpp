@@ -452,9 +452,9 @@ void MainWindow::runModels(const QString &vitPath, const QString &saePath)
         cytosae::pipeline::RunOptions o;
         o.engine.vitPath = vitPath.toStdString();
         o.engine.saePath = saePath.toStdString();
-        o.engine.device = prefs.device == QLatin1String("cpu")    ? cytosae::model::DeviceChoice::Cpu
-                          : prefs.device == QLatin1String("cuda") ? cytosae::model::DeviceChoice::Cuda
-                                                                  : cytosae::model::DeviceChoice::Auto;
+        // AppSettings::load only gives valid names; a failed parse keeps the defaults (auto).
+        cytosae::model::parseDeviceChoice(prefs.device.toStdString(), o.engine.device);
+        cytosae::model::parsePrecision(prefs.precision.toStdString(), o.engine.precision);
         o.engine.threads = prefs.threads;
         o.batchSize = prefs.batchSize;
         auto r = cytosae::pipeline::runProject(project.toStdString(), o, progress, &cancel);

@@ -208,7 +208,7 @@ QString ProjectSession::modelSummary()
         return QObject::tr("No run yet: use Run ▸ Run models… to compute concepts.");
     auto vit = m_db->model(m_run->vitId);
     auto sae = m_db->model(m_run->saeId);
-    return QObject::tr("Run %1 (%2, on %9): ViT %3 [sha256 %4…], SAE %5 [sha256 %6…], %7 latents, top-%8 per token")
+    return QObject::tr("Run %1 (%2, on %9, %10): ViT %3 [sha256 %4…], SAE %5 [sha256 %6…], %7 latents, top-%8 per token")
         .arg(m_run->id)
         .arg(q(m_run->status))
         .arg(vit ? q(vit->path) : QStringLiteral("?"))
@@ -217,7 +217,8 @@ QString ProjectSession::modelSummary()
         .arg(sae ? q(sae->sha256.substr(0, 12)) : QString())
         .arg(m_run->dSae)
         .arg(m_run->topK)
-        .arg(q(m_run->device));
+        .arg(q(m_run->device))
+        .arg(q(m_run->precision));
 }
 
 std::optional<CellInfo> ProjectSession::cell(qint64 imageId)

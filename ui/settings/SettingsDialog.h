@@ -12,9 +12,10 @@ class QSpinBox;
 
 struct AppSettings {
     QString annotator;
-    QString device = QStringLiteral("auto"); // auto | cpu | cuda
+    QString device = QStringLiteral("auto");    // auto | cpu | cuda
+    QString precision = QStringLiteral("auto"); // auto | fp32 | bf16
     int batchSize = 8;
-    int threads = 0; // 0: all cores
+    int threads = 0; // 0: as many cores as are free (fewer while other processes compute)
     bool galleryOverlays = true;
 
     static AppSettings load();
@@ -29,7 +30,7 @@ public:
 
 private:
     QLineEdit *m_annotator;
-    QComboBox *m_device;
+    QComboBox *m_device, *m_precision;
     QSpinBox *m_batch, *m_threads;
     QCheckBox *m_overlays;
 };
