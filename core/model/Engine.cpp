@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <future>
 #include <thread>
 #include <unordered_set>
 #include <utility>
@@ -353,16 +354,22 @@ Result<std::unique_ptr<Engine>> makeEngine(VitModel vit, SaeModel sae, const Eng
 
 Result<std::unique_ptr<Engine>> Engine::load(const EngineParams &params)
 {
+    // The files' SHA-256 (the models' identity in a project) beside the parsing: ~2 s of the
+    // published files' load otherwise.
+    auto hashes = std::async(std::launch::async, [&params] {
+        return std::pair{sha256File(params.vitPath), sha256File(params.saePath)};
+    });
     auto vit = VitModel::load(params.vitPath, params.numHeads);
     if (!vit)
         return vit.error().withContext(params.vitPath);
     auto sae = SaeModel::load(params.saePath);
     if (!sae)
         return sae.error().withContext(params.saePath);
-    if (auto h = sha256File(params.vitPath))
-        vit->info().sha256 = *h;
-    if (auto h = sha256File(params.saePath))
-        sae->info().sha256 = *h;
+    auto [vitHash, saeHash] = hashes.get();
+    if (vitHash)
+        vit->info().sha256 = *vitHash;
+    if (saeHash)
+        sae->info().sha256 = *saeHash;
     auto engine = makeEngine(std::move(vit.value()), std::move(sae.value()), params);
     if (!engine)
         return engine.error().withContext(params.saePath);
@@ -703,30 +710,41 @@ Result<std::vector<ImageActivations>> Engine::Impl::forward(const at::Tensor &pi
 {
     if (!autoPending)
         return forwardAt(pixels, precision == Precision::Bf16, cancel);
-    // Precision::Auto: the first batch in both precisions; bf16 stays only if they agree.
-    auto exact = forwardAt(pixels, false, cancel);
+    // Precision::Auto: the first batch in bf16 and (up to kAutoCheckImages of it) in fp32;
+    // bf16 stays only if they agree.
+    constexpr int64_t kAutoCheckImages = 4; // ~1,000 tokens: enough to tell 0.99 from 0.97
+    const int64_t checked = std::min<int64_t>(kAutoCheckImages, pixels.size(0));
+    auto exact = forwardAt(pixels.narrow(0, 0, checked), false, cancel);
     if (!exact)
         return exact;
     auto fast = forwardAt(pixels, true, cancel);
     if (!fast)
         return fast;
-    autoCheck = compareActivations(*exact, *fast, params.patchThreshold);
+    const std::vector<ImageActivations> fastChecked(fast->begin(), fast->begin() + checked);
+    autoCheck = compareActivations(*exact, fastChecked, params.patchThreshold);
     autoPending = false;
     char figures[200];
     std::snprintf(figures, sizeof figures, "top-32 overlap %.4f, image-level means within %.2f %%, %.2f %% of patch decisions flip",
                   autoCheck.topOverlap, 100.0 * autoCheck.meanRelError, 100.0 * autoCheck.flipShare);
+    const std::string on = "on the first " + std::to_string(autoCheck.images) + " images (" +
+                           std::to_string(autoCheck.tokens) + " tokens) ";
     if (autoCheck.acceptable()) {
-        precisionReason = std::string("auto: bf16; on the first batch (") + std::to_string(autoCheck.images) +
-                          " images) bf16 agreed with fp32: " + figures;
+        precisionReason = "auto: bf16; " + on + "bf16 agreed with fp32: " + figures;
         return fast;
     }
     precision = Precision::Fp32;
-    precisionReason = std::string("auto: fp32; on the first batch (") + std::to_string(autoCheck.images) +
-                      " images) bf16 did not agree well enough with fp32 (needs overlap >= 0.99 and means within 1 %): " +
-                      figures;
+    precisionReason = "auto: fp32; " + on + "bf16 did not agree well enough with fp32 (needs overlap >= 0.99 and "
+                      "means within 1 %): " + std::string(figures);
     notices.push_back(precisionReason);
     vit.prepareBf16(false);
     wEncUnitH = bEncUnit = wEncT = at::Tensor();
+    if (checked == pixels.size(0))
+        return exact;
+    auto rest = forwardAt(pixels.narrow(0, checked, pixels.size(0) - checked), false, cancel);
+    if (!rest)
+        return rest;
+    for (auto &a : *rest)
+        exact->push_back(std::move(a));
     return exact;
 }
 
@@ -932,7 +950,7 @@ PrecisionAgreement compareActivations(const std::vector<ImageActivations> &ref, 
 {
     PrecisionAgreement agg;
     double overlapSum = 0;
-    int64_t flips = 0, aboveRef = 0;
+    int64_t flips = 0, aboveRef = 0, commonAll = 0, denomAll = 0;
     const size_t n = std::min(ref.size(), test.size());
     for (size_t i = 0; i < n; ++i) {
         const ImageActivations &a = ref[i], &b = test[i];
@@ -954,6 +972,8 @@ PrecisionAgreement compareActivations(const std::vector<ImageActivations> &ref, 
             std::set_intersection(sa.begin(), sa.end(), sb.begin(), sb.end(), std::back_inserter(common));
             const size_t denom = std::max(sa.size(), sb.size());
             const double overlap = denom ? double(common.size()) / double(denom) : 1.0;
+            commonAll += int64_t(common.size());
+            denomAll += int64_t(denom);
             overlapSum += overlap;
             agg.minTopOverlap = std::min(agg.minTopOverlap, overlap);
             ++agg.tokens;
@@ -996,6 +1016,7 @@ PrecisionAgreement compareActivations(const std::vector<ImageActivations> &ref, 
     }
     agg.topOverlap = agg.tokens ? overlapSum / double(agg.tokens) : 1.0;
     agg.flipShare = aboveRef ? double(flips) / double(aboveRef) : 0.0;
+    agg.pooledOverlap = denomAll ? double(commonAll) / double(denomAll) : 1.0;
     return agg;
 }
 

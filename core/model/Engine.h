@@ -96,6 +96,9 @@ struct PrecisionAgreement {
     int64_t tokens = 0;
     double topOverlap = 1;     // mean over tokens of |top-32 ids fp32 n bf16| / max(|fp32|, |bf16|)
     double minTopOverlap = 1;  // the worst token
+    double pooledOverlap = 1;  // sum over tokens of |n| / sum of max(|fp32|, |bf16|): tokens weighted
+                               // by how many latents they hold (a token whose only latent is at
+                               // noise level weighs 1, not 32)
     double meanRelError = 0;   // max over images of ||m_bf16 - m_fp32|| / ||m_fp32|| (image-level means)
     double flipShare = 0;      // patch-above-threshold decisions that differ / those above in fp32
                                // (counted on the top-k lists: exact when k covers every active latent)

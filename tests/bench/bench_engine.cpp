@@ -16,7 +16,11 @@
 //   --embed CLI    also: end to end with files in the published formats and names, load
 //                  included: `CLI embed` (default precision) against the baseline
 //
+//   --device cuda  the engine rows on the GPU (fp32, bf16, auto) and the products there;
+//                  no baseline, shared or embed sections (scripts/gpu-check.sh)
+//
 // Usage: bench_engine [--batches N] [--batch B] [--shared] [--embed PATH/TO/cytosae] [--images N]
+//                     [--device cpu|cuda]
 
 #include "RandomModels.h"
 #include "common/CpuShare.h"
@@ -62,14 +66,28 @@ double peakRssMb()
     return double(u.ru_maxrss) / 1024.0;
 }
 
-double matmulGflops(at::ScalarType type, int n, int repeats)
+void synchronize(bool cuda)
+{
+#ifdef CYTOSAE_TORCH_CUDA
+    if (cuda)
+        torch::cuda::synchronize();
+#else
+    (void)cuda;
+#endif
+}
+
+double matmulGflops(at::ScalarType type, int n, int repeats, bool cuda = false)
 {
     c10::InferenceMode guard;
-    at::Tensor a = torch::randn({n, n}).to(type), b = torch::randn({n, n}).to(type), c = torch::mm(a, b);
+    const c10::Device device = cuda ? c10::Device(c10::kCUDA) : c10::Device(c10::kCPU);
+    at::Tensor a = torch::randn({n, n}).to(type).to(device), b = torch::randn({n, n}).to(type).to(device);
+    at::Tensor c = torch::mm(a, b);
+    synchronize(cuda);
     double best = 1e30;
     for (int i = 0; i < repeats; ++i) {
         auto t0 = Clock::now();
         torch::mm_out(c, a, b);
+        synchronize(cuda);
         best = std::min(best, since(t0));
     }
     return 2.0 * double(n) * n * n / best / 1e9;
@@ -165,7 +183,7 @@ std::vector<float> toVec(const at::Tensor &t)
 int main(int argc, char **argv)
 {
     int batches = 3, batch = 8, images = 24;
-    bool shared = false;
+    bool shared = false, cuda = false;
     std::string cli;
     for (int i = 1; i < argc; ++i) {
         const bool more = i + 1 < argc;
@@ -174,8 +192,10 @@ int main(int argc, char **argv)
         else if (!std::strcmp(argv[i], "--images") && more) images = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--embed") && more) cli = argv[++i];
         else if (!std::strcmp(argv[i], "--shared")) shared = true;
+        else if (!std::strcmp(argv[i], "--device") && more) cuda = !std::strcmp(argv[++i], "cuda");
         else {
-            std::fprintf(stderr, "usage: bench_engine [--batches N] [--batch B] [--shared] [--embed CLI] [--images N]\n");
+            std::fprintf(stderr, "usage: bench_engine [--batches N] [--batch B] [--shared] [--embed CLI] [--images N] "
+                                 "[--device cpu|cuda]\n");
             return 2;
         }
     }
@@ -209,7 +229,7 @@ int main(int argc, char **argv)
     // Engines share the fp32 weights (tensor copies share storage).
     auto engineFor = [&](Precision precision, int threads = 0, int topK = 32) {
         EngineParams p;
-        p.device = DeviceChoice::Cpu;
+        p.device = cuda ? DeviceChoice::Cuda : DeviceChoice::Cpu;
         p.topK = topK;
         p.clsEmbedding = false; // as `cytosae embed` runs by default
         p.precision = precision;
@@ -224,6 +244,19 @@ int main(int argc, char **argv)
 
     const double perImage = [&] { return engineFor(Precision::Fp32)->flopsPerImage(); }();
     const double n = double(batches) * batch;
+    if (cuda) {
+        // The GPU: engine rows and the products there (chw holds `batch` cells or more).
+        std::printf("\n%-28s %10s %10s   (batch %d)\n", "on cuda", "images/s", "GFLOP/s", batch);
+        for (Precision pr : {Precision::Fp32, Precision::Bf16, Precision::Auto}) {
+            auto e = engineFor(pr);
+            const double t = timeEngine(*e, chw, batch, batches);
+            std::printf("%-28s %10.1f %10.1f   %s\n", (std::string("engine ") + precisionName(pr)).c_str(), n / t,
+                        perImage * n / t / 1e9, pr == Precision::Auto ? e->precisionReason().c_str() : "");
+        }
+        std::printf("%-28s %10s %10.1f\n", "fp32 matmul 4096^3", "", matmulGflops(torch::kFloat, 4096, 5, true));
+        std::printf("%-28s %10s %10.1f\n", "bf16 matmul 4096^3", "", matmulGflops(torch::kBFloat16, 4096, 5, true));
+        return 0;
+    }
     double tFp32 = 0, tBf16 = 0, tAuto = 0;
     std::string autoReason;
     {

@@ -254,6 +254,41 @@ private slots:
         }
     }
 
+    // On a machine with CUDA (scripts/gpu-check.sh): fp32 on the GPU is the reference within
+    // the parity tolerance, and bf16 on the GPU agrees with fp32 as on the CPU. Skipped without.
+    void cudaMatchesCpu()
+    {
+        EngineParams p = demoParams(Precision::Fp32);
+        p.device = DeviceChoice::Cuda;
+        auto gpu = Engine::load(p);
+        if (!gpu)
+            QSKIP(qPrintable(QString::fromStdString("no CUDA here: " + gpu.message())));
+        p.precision = Precision::Bf16;
+        auto gpuBf16 = Engine::load(p);
+        auto cpu = Engine::load(demoParams(Precision::Fp32));
+        QVERIFY(gpuBf16.ok() && cpu.ok());
+        Cells cells(16, 17);
+        auto a = (*cpu)->run(cells.views);
+        auto b = (*gpu)->run(cells.views);
+        auto c = (*gpuBf16)->run(cells.views);
+        QVERIFY2(a.ok() && b.ok() && c.ok(), (!b ? b.message() : c.message()).c_str());
+        for (size_t i = 0; i < a->size(); ++i) {
+            const ImageActivations &x = (*a)[i], &y = (*b)[i];
+            for (size_t j = 0; j < x.topValues.size(); ++j)
+                QVERIFY(std::abs(x.topValues[j] - y.topValues[j]) <= 1e-4f + 1e-4f * std::abs(x.topValues[j]));
+            for (size_t j = 0; j < x.residual.size(); ++j)
+                QVERIFY(std::abs(x.residual[j] - y.residual[j]) <= 1e-4f + 1e-4f * std::abs(x.residual[j]));
+            QVERIFY(relDiff(x.reconError, y.reconError) < 1e-4);
+        }
+        const PrecisionAgreement same = compareActivations(*a, *b, 0.2f);
+        const PrecisionAgreement half = compareActivations(*a, *c, 0.2f);
+        qInfo("CUDA fp32 vs CPU fp32: top-32 overlap %.4f, means within %.4f %%; CUDA bf16 vs CPU fp32: overlap %.4f, "
+              "means within %.3f %%, %.3f %% flips",
+              same.topOverlap, 100 * same.meanRelError, half.topOverlap, 100 * half.meanRelError, 100 * half.flipShare);
+        QVERIFY(same.topOverlap > 0.999);
+        QVERIFY(half.acceptable());
+    }
+
     void parsesPrecisionAndDevice()
     {
         Precision p{};
