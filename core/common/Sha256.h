@@ -10,7 +10,10 @@
 
 namespace cytosae {
 
+// Uses the CPU's SHA instructions where it has them.
 std::string sha256Hex(const void *data, size_t size);
+// The portable code only (tests compare it with the SHA-NI path).
+std::string sha256HexPortable(const void *data, size_t size);
 // Streams the file; errors name nothing but the problem (callers add the path).
 Result<std::string> sha256File(const std::string &path);
 

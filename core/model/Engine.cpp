@@ -44,7 +44,8 @@ struct Engine::Impl {
     bool autoPending = false;              // Precision::Auto: the first batch decides
     std::string precisionReason;
     PrecisionAgreement autoCheck;
-    bool generic = false; // test seam: the device-generic SAE stage on the CPU too
+    bool generic = false;     // test seam: the device-generic SAE stage on the CPU too
+    bool denseDecode = false; // benchmark seam: decode densely
     // bf16 SAE screening: W_enc's columns scaled to unit norm (bf16), the bias scaled alike,
     // and W_enc^T in fp32 to recompute each candidate exactly.
     at::Tensor wEncUnitH, bEncUnit, wEncT;
@@ -176,6 +177,11 @@ int Engine::threadsInUse() const
 void Engine::useGenericPathForTesting(bool generic)
 {
     m_impl->generic = generic;
+}
+
+void Engine::useDenseDecodeForTesting(bool dense)
+{
+    m_impl->denseDecode = dense;
 }
 
 const char *precisionName(Precision p)
@@ -690,7 +696,7 @@ bool Engine::Impl::saeSparseCpu(const at::Tensor &x, bool bf16, TokenLatents &la
         int64_t active = 0;
         for (int64_t r = 0; r < rows; ++r)
             active += int64_t(latents[size_t(r)].size() - before[size_t(r)]);
-        if (!bf16 && active * kDenseDecodeDivisor > rows * c) {
+        if (!bf16 && (denseDecode || active * kDenseDecodeDivisor > rows * c)) {
             recon.addmm_(z.relu_(), sae.wDec().narrow(0, c0, c));
             continue;
         }

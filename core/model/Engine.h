@@ -187,6 +187,8 @@ public:
     // Test seam: the device-generic SAE stage (plain tensor operations, as on CUDA) instead of
     // the CPU's sparse kernels, so the CUDA code path is checked on machines without a GPU.
     void useGenericPathForTesting(bool generic);
+    // Benchmark seam: decode every latent densely (what the engine did before sparse decode).
+    void useDenseDecodeForTesting(bool dense);
 
     struct Impl;
     explicit Engine(std::unique_ptr<Impl> impl);

@@ -3,6 +3,7 @@
 // checked against values computed by hand.
 
 #include "store/ActivationCodec.h"
+#include "common/Sha256.h"
 #include "store/ProjectDb.h"
 
 #include <QFile>
@@ -63,6 +64,22 @@ class TestStore : public QObject {
     Q_OBJECT
 
 private slots:
+    // SHA-256: the FIPS 180-4 vectors, and the SHA-NI path equal to the portable code at every
+    // length around the block boundaries (on a CPU without SHA-NI both are the portable code).
+    void sha256KnownVectorsAndBothPaths()
+    {
+        QCOMPARE(cytosae::sha256Hex("abc", 3), std::string("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+        QCOMPARE(cytosae::sha256Hex("", 0), std::string("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+        const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+        QCOMPARE(cytosae::sha256Hex(two, 56), std::string("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"));
+        std::vector<uint8_t> data(5000);
+        uint32_t x = 12345;
+        for (auto &b : data)
+            b = uint8_t((x = x * 1664525u + 1013904223u) >> 24);
+        for (size_t n : {1, 55, 56, 63, 64, 65, 127, 128, 129, 1000, 4096, 5000})
+            QCOMPARE(cytosae::sha256Hex(data.data(), n), cytosae::sha256HexPortable(data.data(), n));
+    }
+
     void halfFloatRoundTrip()
     {
         for (float v : {0.f, 1.f, -2.5f, 0.2f, 65504.f, 6.1035156e-05f, 5.9604645e-08f, 1e-9f, 70000.f}) {
