@@ -294,6 +294,8 @@ int runCommand(int argc, char **argv)
                 (long long)report->processed, (long long)report->failed, (long long)report->alreadyDone,
                 report->seconds, report->seconds > 0 ? double(report->processed) / report->seconds : 0.0,
                 report->cancelled ? "; cancelled, run again to resume" : "");
+    if (!report->precisionReason.empty())
+        std::printf("precision: %s\n", report->precisionReason.c_str());
     if (shard)
         std::printf("shard %s written to %s; when all %d shards are done: cytosae merge %s SHARD...\n",
                     store::toString(*shard).c_str(), args.value("--shard-db").c_str(), shard->count,

@@ -250,8 +250,6 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
                     engineStatus = s;
                     break;
                 }
-                if (options.notice)
-                    options.notice(eng.precisionReason());
             }
             for (size_t i = 0; i < result->size(); ++i)
                 out.rows.push_back(toRow(batch->imageIds[i], (*result)[i], dSae));

@@ -20,8 +20,8 @@
 //   --device cuda  the engine rows on the GPU (fp32, bf16, auto) and the products there;
 //                  no baseline, shared or embed sections (scripts/gpu-check.sh)
 //
-// Usage: bench_engine [--batches N] [--batch B] [--shared] [--embed PATH/TO/cytosae] [--images N]
-//                     [--device cpu|cuda]
+// Usage: bench_engine [--batches N] [--batch B] [--rounds R] [--shared] [--embed PATH/TO/cytosae]
+//                     [--images N] [--device cpu|cuda]
 
 #include "RandomModels.h"
 #include "common/CpuShare.h"
@@ -39,6 +39,7 @@
 #include <csignal>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -183,7 +184,7 @@ std::vector<float> toVec(const at::Tensor &t)
 
 int main(int argc, char **argv)
 {
-    int batches = 3, batch = 8, images = 24;
+    int batches = 3, batch = 8, images = 24, rounds = 3;
     bool shared = false, cuda = false;
     std::string cli, keep;
     for (int i = 1; i < argc; ++i) {
@@ -191,12 +192,13 @@ int main(int argc, char **argv)
         if (!std::strcmp(argv[i], "--batches") && more) batches = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--batch") && more) batch = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--images") && more) images = std::atoi(argv[++i]);
+        else if (!std::strcmp(argv[i], "--rounds") && more) rounds = std::max(1, std::atoi(argv[++i]));
         else if (!std::strcmp(argv[i], "--embed") && more) cli = argv[++i];
         else if (!std::strcmp(argv[i], "--keep") && more) keep = argv[++i];
         else if (!std::strcmp(argv[i], "--shared")) shared = true;
         else if (!std::strcmp(argv[i], "--device") && more) cuda = !std::strcmp(argv[++i], "cuda");
         else {
-            std::fprintf(stderr, "usage: bench_engine [--batches N] [--batch B] [--shared] [--embed CLI [--keep DIR]] "
+            std::fprintf(stderr, "usage: bench_engine [--batches N] [--batch B] [--rounds R] [--shared] [--embed CLI [--keep DIR]] "
                                  "[--images N] [--device cpu|cuda]\n");
             return 2;
         }
@@ -204,8 +206,8 @@ int main(int argc, char **argv)
     const int cores = CpuShare::availableCores();
     torch::manual_seed(0);
     std::printf("bench_engine: ViT-B/14 (12 blocks, 768) + SAE 768x49152 (calibrated: ~40 latents per token), "
-                "batch %d, %d cores, %d timed batches; bf16 native on this CPU: %s\n",
-                batch, cores, batches, cpuHasFastBf16() ? "yes" : "no");
+                "batch %d, %d cores, %d timed batches per row, median of %d interleaved rounds; bf16 native on this CPU: %s\n",
+                batch, cores, batches, rounds, cpuHasFastBf16() ? "yes" : "no");
     at::set_num_threads(cores);
 
     auto vit = VitModel::fromStateDict(bench::randomVitB(), 0);
@@ -259,30 +261,50 @@ int main(int argc, char **argv)
         std::printf("%-28s %10s %10.1f\n", "bf16 matmul 4096^3", "", matmulGflops(torch::kBFloat16, 4096, 5, true));
         return 0;
     }
-    double tFp32 = 0, tBf16 = 0, tAuto = 0, tCls = 0, tDense = 0;
+    // Rounds: every row is timed once per round, in turn, and each row's median over the
+    // rounds is reported: this VM's speed drifts by 20 % within minutes, and interleaving
+    // puts the drift on every row alike.
+    std::vector<double> vFp32, vBf16, vAuto, vCls, vDense, vBase, vSgemm, vBf16mm;
     std::string autoReason;
-    {
-        auto e = engineFor(Precision::Fp32);
-        tFp32 = timeEngine(*e, chw, batch, batches);
+    double engineRss = 0;
+    for (int round = 0; round < rounds; ++round) {
+        {
+            auto e = engineFor(Precision::Fp32);
+            vFp32.push_back(timeEngine(*e, chw, batch, batches));
+        }
+        {
+            // What issue 17's two savings are worth: the CLS blocks (as `run` keeps them), and
+            // on top of that the dense decode the engine did before.
+            auto e = engineFor(Precision::Fp32, 0, 32, true);
+            vCls.push_back(timeEngine(*e, chw, batch, batches));
+            e->useDenseDecodeForTesting(true);
+            vDense.push_back(timeEngine(*e, chw, batch, batches));
+        }
+        {
+            auto e = engineFor(Precision::Bf16);
+            vBf16.push_back(timeEngine(*e, chw, batch, batches));
+        }
+        {
+            auto e = engineFor(Precision::Auto);
+            vAuto.push_back(timeEngine(*e, chw, batch, batches)); // the first (checked) batch is the warm-up
+            autoReason = e->precisionReason();
+        }
+        if (round == 0)
+            engineRss = peakRssMb(); // one engine at a time, before the baseline's dense matrices
+        baselineForward(*vit, *sae, blockIndex, chw.data(), batch);
+        auto t0 = Clock::now();
+        for (int i = 0; i < batches; ++i)
+            baselineForward(*vit, *sae, blockIndex, chw.data(), batch);
+        vBase.push_back(since(t0));
+        vSgemm.push_back(matmulGflops(torch::kFloat, 2048, 5));
+        vBf16mm.push_back(matmulGflops(torch::kBFloat16, 2048, 5));
     }
-    {
-        // What issue 17's two savings are worth: the CLS blocks (as `run` keeps them), and on
-        // top of that the dense decode the engine did before.
-        auto e = engineFor(Precision::Fp32, 0, 32, true);
-        tCls = timeEngine(*e, chw, batch, batches);
-        e->useDenseDecodeForTesting(true);
-        tDense = timeEngine(*e, chw, batch, batches);
-    }
-    {
-        auto e = engineFor(Precision::Bf16);
-        tBf16 = timeEngine(*e, chw, batch, batches);
-    }
-    {
-        auto e = engineFor(Precision::Auto);
-        tAuto = timeEngine(*e, chw, batch, batches); // the first (double) batch is the warm-up
-        autoReason = e->precisionReason();
-    }
-    const double engineRss = peakRssMb();
+    auto median = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    };
+    const double tFp32 = median(vFp32), tBf16 = median(vBf16), tAuto = median(vAuto), tCls = median(vCls),
+                 tDense = median(vDense), tBase = median(vBase), sgemm = median(vSgemm), bf16mm = median(vBf16mm);
     // Agreement on 16 cells, top-k 256 so that the lists hold every active latent.
     PrecisionAgreement agree;
     {
@@ -292,16 +314,6 @@ int main(int argc, char **argv)
             return 1;
         agree = compareActivations(*a, *b, 0.2f);
     }
-    double tBase = 0;
-    {
-        baselineForward(*vit, *sae, blockIndex, chw.data(), batch);
-        auto t0 = Clock::now();
-        for (int i = 0; i < batches; ++i)
-            baselineForward(*vit, *sae, blockIndex, chw.data(), batch);
-        tBase = since(t0);
-    }
-    const double sgemm = matmulGflops(torch::kFloat, 2048, 5);
-    const double bf16mm = matmulGflops(torch::kBFloat16, 2048, 5);
 
     auto row = [&](const char *name, double seconds) {
         std::printf("%-40s %10.3f %10.1f\n", name, n / seconds, perImage * n / seconds / 1e9);
