@@ -16,7 +16,9 @@
 // bfloat16 product and recomputes every latent that can be active in fp32, so the SAE's own
 // values are fp32-exact for the residual it gets. auto chooses bf16 only where the hardware
 // has it and the first batch, run both ways, agrees (top-32 overlap >= 0.99 and image-level
-// means within 1 %); otherwise fp32. docs/precision.md has the measurements.
+// means within 1 %); otherwise fp32 (where the hardware has bf16, with the SAE's latents
+// still screened in bf16 and computed exactly in fp32: the same values, faster).
+// docs/precision.md has the measurements.
 // Work that is not asked for is not done: the blocks after the SAE's block run only for the
 // CLS embedding, and the reconstruction error is decoded from each token's active latents. "cuda" on a LibTorch or machine without CUDA is refused at load with a
 // message saying which of the two it is. At run time the engine degrades instead of failing:
@@ -189,6 +191,8 @@ public:
     void useGenericPathForTesting(bool generic);
     // Benchmark seam: decode every latent densely (what the engine did before sparse decode).
     void useDenseDecodeForTesting(bool dense);
+    // Test seam: what Precision::Auto requires of bf16 (default: overlap 0.99, means 1 %).
+    void setAutoBoundsForTesting(double minOverlap, double maxMeanError);
 
     struct Impl;
     explicit Engine(std::unique_ptr<Impl> impl);

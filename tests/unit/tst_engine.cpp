@@ -232,6 +232,41 @@ private slots:
         QCOMPARE(compareActivations(*first, *second, 0.2f).topOverlap, 1.0);
     }
 
+    // When bf16 does not agree, auto runs in fp32: the ViT in fp32 and the SAE screened in bf16
+    // but computed exactly in fp32, so every value is the reference fp32 value.
+    void autoFallbackGivesFp32Values()
+    {
+        if (!cpuHasFastBf16())
+            QSKIP("auto is plain fp32 on this CPU");
+        auto engine = Engine::load(demoParams(Precision::Auto));
+        auto reference = Engine::load(demoParams(Precision::Fp32));
+        QVERIFY(engine.ok() && reference.ok());
+        (*engine)->setAutoBoundsForTesting(1.01, 0.0); // bf16 can never agree this well
+        Cells cells(7, 18);
+        auto first = (*engine)->run(cells.views);   // 4 checked + 3 after the decision
+        auto second = (*engine)->run(cells.views);  // decided: fp32 ViT, screened SAE
+        auto ref = (*reference)->run(cells.views);
+        QVERIFY(first.ok() && second.ok() && ref.ok());
+        QCOMPARE((*engine)->precision(), Precision::Fp32);
+        QVERIFY2((*engine)->precisionReason().find("computed exactly in fp32") != std::string::npos,
+                 (*engine)->precisionReason().c_str());
+        for (const auto *run : {&*first, &*second})
+            for (size_t i = 0; i < ref->size(); ++i) {
+                const ImageActivations &x = (*ref)[i], &y = (*run)[i];
+                QCOMPARE(x.latents.size(), y.latents.size());
+                for (size_t j = 0; j < x.latents.size(); ++j) {
+                    QCOMPARE(x.latents[j].latent, y.latents[j].latent);
+                    QVERIFY(std::abs(x.latents[j].mean - y.latents[j].mean) <= 1e-5f * (1 + x.latents[j].mean));
+                    QCOMPARE(x.latents[j].patchesAbove, y.latents[j].patchesAbove);
+                }
+                for (size_t j = 0; j < x.topValues.size(); ++j)
+                    QVERIFY(std::abs(x.topValues[j] - y.topValues[j]) <= 1e-5f * (1 + x.topValues[j]));
+                for (size_t j = 0; j < x.residual.size(); ++j) // the same fp32 ViT (other batch sizes)
+                    QVERIFY(std::abs(x.residual[j] - y.residual[j]) <= 1e-5f + 1e-5f * std::abs(x.residual[j]));
+                QVERIFY(relDiff(x.reconError, y.reconError) < 1e-5);
+            }
+    }
+
     // The blocks after the SAE's run only for the CLS embedding; concepts do not change.
     void clsBlocksOnlyWhenAsked()
     {
