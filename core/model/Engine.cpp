@@ -14,8 +14,6 @@
 #include <cmath>
 #include <cstring>
 #include <future>
-#include <thread>
-#include <unordered_set>
 #include <utility>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -45,7 +43,7 @@ struct Engine::Impl {
     std::string precisionReason;
     PrecisionAgreement autoCheck;
     bool screenSae = false;   // bf16, or auto that fell back to fp32 on hardware with fast bf16
-    double autoMinOverlap = 0.99, autoMaxMeanError = 0.01; // what auto requires of bf16
+    double autoMinOverlap = kAutoMinTopOverlap, autoMaxMeanError = kAutoMaxMeanError; // test seam
     bool generic = false;     // test seam: the device-generic SAE stage on the CPU too
     bool denseDecode = false; // benchmark seam: decode densely
     // bf16 SAE screening: W_enc's columns scaled to unit norm (bf16), the bias scaled alike,
@@ -744,15 +742,18 @@ Result<std::vector<ImageActivations>> Engine::Impl::forward(const at::Tensor &pi
                   autoCheck.topOverlap, 100.0 * autoCheck.meanRelError, 100.0 * autoCheck.flipShare);
     const std::string on = "on the first " + std::to_string(autoCheck.images) + " images (" +
                            std::to_string(autoCheck.tokens) + " tokens) ";
-    if (autoCheck.topOverlap >= autoMinOverlap && autoCheck.meanRelError <= autoMaxMeanError) {
+    if (autoCheck.acceptable(autoMinOverlap, autoMaxMeanError)) {
         precisionReason = "auto: bf16; " + on + "bf16 agreed with fp32: " + figures;
         return fast;
     }
     // fp32 for the ViT; the SAE's latents stay screened in bf16 and computed exactly in fp32,
     // which gives the fp32 values (tst_engine checks them against dense fp32), faster.
     precision = Precision::Fp32;
-    precisionReason = "auto: fp32; " + on + "bf16 did not agree well enough with fp32 (needs overlap >= 0.99 and "
-                      "means within 1 %): " + std::string(figures) +
+    char bounds[120];
+    std::snprintf(bounds, sizeof bounds, "needs overlap >= %.2f and means within %.0f %%", kAutoMinTopOverlap,
+                  100.0 * kAutoMaxMeanError);
+    precisionReason = "auto: fp32; " + on + "bf16 did not agree well enough with fp32 (" + bounds + "): " +
+                      std::string(figures) +
                       "; the SAE's latents are still screened in bf16 and computed exactly in fp32";
     notices.push_back(precisionReason);
     vit.prepareBf16(false);

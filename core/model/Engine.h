@@ -92,6 +92,10 @@ struct EngineParams {
     bool keepDense = false;        // keep input, residual and dense latents (for --npy export)
 };
 
+// What Precision::Auto requires of bf16 against fp32 (the bounds).
+constexpr double kAutoMinTopOverlap = 0.99;
+constexpr double kAutoMaxMeanError = 0.01;
+
 // How bf16 results agree with fp32 results on the same images (see compareActivations).
 struct PrecisionAgreement {
     int images = 0;
@@ -104,7 +108,10 @@ struct PrecisionAgreement {
     double meanRelError = 0;   // max over images of ||m_bf16 - m_fp32|| / ||m_fp32|| (image-level means)
     double flipShare = 0;      // patch-above-threshold decisions that differ / those above in fp32
                                // (counted on the top-k lists: exact when k covers every active latent)
-    bool acceptable() const { return topOverlap >= 0.99 && meanRelError <= 0.01; }
+    bool acceptable(double minOverlap = kAutoMinTopOverlap, double maxMeanError = kAutoMaxMeanError) const
+    {
+        return topOverlap >= minOverlap && meanRelError <= maxMeanError;
+    }
 };
 
 // One active latent of one image (only latents whose token mean is > 0 are listed).

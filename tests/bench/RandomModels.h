@@ -3,10 +3,14 @@
 // Full-size models with random weights for the benchmarks (the published weights cannot be
 // downloaded here; the benchmarks measure speed, not concepts).
 
+#include "model/Preprocess.h"
 #include "model/TorchCheckpoint.h"
 #include "model/VitModel.h"
 
 #include <torch/torch.h>
+
+#include <random>
+#include <vector>
 
 namespace cytosae::bench {
 
@@ -41,6 +45,38 @@ inline model::StateDict randomVitB()
         sd.insert(p + "ls2.gamma", torch::full({d}, 0.1));
     }
     return sd;
+}
+
+// n smooth 288x288 RGB cells on a plain background (white noise would give unrealistic
+// residuals), the same for the same seed.
+inline std::vector<std::vector<uint8_t>> blobCells(int n, uint32_t seed)
+{
+    std::mt19937 rng(seed);
+    std::vector<std::vector<uint8_t>> cells;
+    for (int i = 0; i < n; ++i) {
+        std::vector<uint8_t> rgb(288 * 288 * 3);
+        const int cx = 100 + int(rng() % 88), cy = 100 + int(rng() % 88), r = 50 + int(rng() % 40);
+        for (int y = 0; y < 288; ++y)
+            for (int x = 0; x < 288; ++x) {
+                const bool in = (x - cx) * (x - cx) + (y - cy) * (y - cy) < r * r;
+                const int noise = int(rng() % 16);
+                uint8_t *p = &rgb[size_t(y * 288 + x) * 3];
+                p[0] = uint8_t(in ? 110 + noise : 215 + noise);
+                p[1] = uint8_t(in ? 60 + noise : 170 + noise);
+                p[2] = uint8_t(in ? 150 + noise : 200 + noise);
+            }
+        cells.push_back(std::move(rgb));
+    }
+    return cells;
+}
+
+// blobCells preprocessed as the engine does: [n, 3, 224, 224] floats.
+inline std::vector<float> preprocessCells(const std::vector<std::vector<uint8_t>> &cells)
+{
+    std::vector<float> chw(cells.size() * 3 * 224 * 224);
+    for (size_t i = 0; i < cells.size(); ++i)
+        model::preprocessToChw({cells[i].data(), 288, 288}, 224, {}, chw.data() + i * 3 * 224 * 224);
+    return chw;
 }
 
 // SAE init as in CytoSAE (W_dec rows of unit norm, W_enc = W_dec^T), with b_enc calibrated on

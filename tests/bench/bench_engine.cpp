@@ -24,6 +24,7 @@
 //                     [--images N] [--device cpu|cuda]
 
 #include "RandomModels.h"
+#include "../common/BusyProcesses.h"
 #include "common/CpuShare.h"
 #include "model/Engine.h"
 #include "model/ModelFiles.h"
@@ -35,8 +36,6 @@
 #include <torch/torch.h>
 
 #include <sys/resource.h>
-#include <sys/wait.h>
-#include <csignal>
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,7 +43,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <random>
 #include <string>
 #include <thread>
 
@@ -95,36 +93,6 @@ double matmulGflops(at::ScalarType type, int n, int repeats, bool cuda = false)
     return 2.0 * double(n) * n * n / best / 1e9;
 }
 
-// Smooth cells on a plain background (white noise would give unrealistic residuals).
-std::vector<std::vector<uint8_t>> makeCells(int n, uint32_t seed)
-{
-    std::mt19937 rng(seed);
-    std::vector<std::vector<uint8_t>> cells;
-    for (int i = 0; i < n; ++i) {
-        std::vector<uint8_t> rgb(288 * 288 * 3);
-        const int cx = 100 + int(rng() % 88), cy = 100 + int(rng() % 88), r = 50 + int(rng() % 40);
-        for (int y = 0; y < 288; ++y)
-            for (int x = 0; x < 288; ++x) {
-                const bool in = (x - cx) * (x - cx) + (y - cy) * (y - cy) < r * r;
-                const int noise = int(rng() % 16);
-                uint8_t *p = &rgb[size_t(y * 288 + x) * 3];
-                p[0] = uint8_t(in ? 110 + noise : 215 + noise);
-                p[1] = uint8_t(in ? 60 + noise : 170 + noise);
-                p[2] = uint8_t(in ? 150 + noise : 200 + noise);
-            }
-        cells.push_back(std::move(rgb));
-    }
-    return cells;
-}
-
-std::vector<float> preprocess(const std::vector<std::vector<uint8_t>> &cells)
-{
-    std::vector<float> chw(cells.size() * 3 * 224 * 224);
-    for (size_t i = 0; i < cells.size(); ++i)
-        preprocessToChw({cells[i].data(), 288, 288}, 224, {}, chw.data() + i * 3 * 224 * 224);
-    return chw;
-}
-
 // The reference computation, dense, no extras: image-level means of every latent.
 at::Tensor baselineForward(const VitModel &vit, const SaeModel &sae, int blockIndex, const float *chw, int n)
 {
@@ -150,28 +118,6 @@ double timeEngine(Engine &engine, const std::vector<float> &chw, int batch, int 
             std::exit(1);
         }
     return since(t0);
-}
-
-std::vector<pid_t> startBusy(int n)
-{
-    std::vector<pid_t> pids;
-    for (int i = 0; i < n; ++i) {
-        const pid_t pid = fork();
-        if (pid == 0) {
-            for (volatile unsigned long spin = 0;; spin = spin + 1) {
-            }
-        }
-        pids.push_back(pid);
-    }
-    return pids;
-}
-
-void stopBusy(const std::vector<pid_t> &pids)
-{
-    for (pid_t pid : pids) {
-        kill(pid, SIGKILL);
-        waitpid(pid, nullptr, 0);
-    }
 }
 
 std::vector<float> toVec(const at::Tensor &t)
@@ -215,11 +161,11 @@ int main(int argc, char **argv)
         std::fprintf(stderr, "%s\n", vit.message().c_str());
         return 1;
     }
-    const auto cells = makeCells(std::max(batch, 16), 1);
-    const std::vector<float> chw = preprocess(cells);
+    const auto cells = bench::blobCells(std::max(batch, 16), 1);
+    const std::vector<float> chw = bench::preprocessCells(cells);
     const int blockIndex = vit->info().depth - 2;
     // Calibrated on other cells than those measured, as a trained SAE's bias is.
-    std::vector<float> calibration = preprocess(makeCells(8, 99));
+    std::vector<float> calibration = bench::preprocessCells(bench::blobCells(8, 99));
     const bench::RandomSae rs = bench::calibratedRandomSae(
         *vit, torch::from_blob(calibration.data(), {8, 3, 224, 224}, torch::kFloat), blockIndex);
     calibration = {};
@@ -358,12 +304,12 @@ int main(int argc, char **argv)
         idleAdaptive = std::min(idleAdaptive, timeEngine(*adaptive, chw, batch, batches));
         const int usedIdle = adaptive->threadsInUse();
         idleFixed = std::min(idleFixed, timeEngine(*fixed, chw, batch, batches));
-        auto busy = startBusy(cores);
+        auto busy = testing::startBusy(cores);
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
         const double busyAdaptive = timeEngine(*adaptive, chw, batch, batches);
         const int used = adaptive->threadsInUse();
         const double busyFixed = timeEngine(*fixed, chw, batch, batches);
-        stopBusy(busy);
+        testing::stopBusy(busy);
         std::printf("%-44s %10s %10s %10s\n", "policy", "idle s", "busy s", "busy/idle");
         std::printf("%-44s %10.2f %10.2f %10.2f   (target <= 3: %s)\n", "adaptive threads + passive wait (default)",
                     idleAdaptive, busyAdaptive, busyAdaptive / idleAdaptive, busyAdaptive / idleAdaptive <= 3 ? "met" : "NOT met");
@@ -401,7 +347,7 @@ int main(int argc, char **argv)
         content = {};
         backbone.clear();
         std::vector<std::string> files;
-        const auto many = makeCells(images, 7);
+        const auto many = bench::blobCells(images, 7);
         for (int i = 0; i < images; ++i) {
             cv::Mat rgb(288, 288, CV_8UC3, const_cast<uint8_t *>(many[size_t(i)].data())), bgr;
             cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);

@@ -183,26 +183,7 @@ int main(int argc, char **argv)
         auto vit = VitModel::fromStateDict(bench::randomVitB(), 0);
         if (!vit)
             return 1;
-        auto makeCells = [](int n, uint32_t s) {
-            std::mt19937 rng(s);
-            std::vector<float> chw(size_t(n) * 3 * 224 * 224);
-            std::vector<uint8_t> rgb(288 * 288 * 3);
-            for (int i = 0; i < n; ++i) {
-                const int cx = 100 + int(rng() % 88), cy = 100 + int(rng() % 88), r = 50 + int(rng() % 40);
-                for (int y = 0; y < 288; ++y)
-                    for (int x = 0; x < 288; ++x) {
-                        const bool in = (x - cx) * (x - cx) + (y - cy) * (y - cy) < r * r;
-                        const int noise = int(rng() % 16);
-                        uint8_t *px = &rgb[size_t(y * 288 + x) * 3];
-                        px[0] = uint8_t(in ? 110 + noise : 215 + noise);
-                        px[1] = uint8_t(in ? 60 + noise : 170 + noise);
-                        px[2] = uint8_t(in ? 150 + noise : 200 + noise);
-                    }
-                preprocessToChw({rgb.data(), 288, 288}, 224, {}, chw.data() + size_t(i) * 3 * 224 * 224);
-            }
-            return chw;
-        };
-        std::vector<float> calibration = makeCells(8, 1000u + uint32_t(seed));
+        std::vector<float> calibration = bench::preprocessCells(bench::blobCells(8, 1000u + uint32_t(seed)));
         const bench::RandomSae rs = bench::calibratedRandomSae(
             *vit, torch::from_blob(calibration.data(), {8, 3, 224, 224}, torch::kFloat), vit->info().depth - 2);
         auto sae = SaeModel::fromTensors(rs.wEnc, rs.bEnc, rs.wDec, rs.bDec);
@@ -218,7 +199,7 @@ int main(int argc, char **argv)
         auto fast = makeEngine(*vit, *sae, p);
         if (!exact || !fast)
             return 1;
-        const std::vector<float> chw = makeCells(16, 2000u + uint32_t(seed));
+        const std::vector<float> chw = bench::preprocessCells(bench::blobCells(16, 2000u + uint32_t(seed)));
         Row r = compare(**exact, **fast, chw, 16, 224, 8);
         r.name = "full-size random seed " + std::to_string(seed);
         printRow(r);

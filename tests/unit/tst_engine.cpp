@@ -3,6 +3,7 @@
 // the device-generic (CUDA) code path against the CPU kernels, Precision::Auto, the CLS
 // blocks only when asked, and the adaptive thread count beside busy processes.
 
+#include "../common/BusyProcesses.h"
 #include "common/CpuShare.h"
 #include "demo/SyntheticCells.h"
 #include "model/Engine.h"
@@ -11,10 +12,6 @@
 #include <torch/torch.h>
 
 #include <QtTest>
-
-#include <csignal>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <thread>
 
@@ -61,6 +58,22 @@ EngineParams demoParams(Precision precision)
 double relDiff(double a, double b)
 {
     return std::abs(a - b) / std::max(1e-12, std::max(std::abs(a), std::abs(b)));
+}
+
+// The same latents with the same values (relative 1e-5), counts above the threshold within
+// `maxCountDifference`, the same top-k values and reconstruction error.
+void verifySameActivations(const ImageActivations &x, const ImageActivations &y, int maxCountDifference)
+{
+    QCOMPARE(x.latents.size(), y.latents.size());
+    for (size_t j = 0; j < x.latents.size(); ++j) {
+        QCOMPARE(x.latents[j].latent, y.latents[j].latent);
+        QVERIFY(std::abs(x.latents[j].mean - y.latents[j].mean) <= 1e-5f * (1 + x.latents[j].mean));
+        QVERIFY(std::abs(x.latents[j].maxPatch - y.latents[j].maxPatch) <= 1e-5f * (1 + x.latents[j].maxPatch));
+        QVERIFY(std::abs(x.latents[j].patchesAbove - y.latents[j].patchesAbove) <= maxCountDifference);
+    }
+    for (size_t j = 0; j < x.topValues.size(); ++j)
+        QVERIFY(std::abs(x.topValues[j] - y.topValues[j]) <= 1e-5f * (1 + x.topValues[j]));
+    QVERIFY(relDiff(x.reconError, y.reconError) < 1e-5);
 }
 
 // relu((resid - b_dec) W_enc + b_enc) and its reconstruction error, in fp32 from the file's weights.
@@ -158,16 +171,9 @@ private slots:
             QVERIFY(a.ok() && b.ok());
             for (size_t i = 0; i < a->size(); ++i) {
                 const ImageActivations &x = (*a)[i], &y = (*b)[i];
-                QCOMPARE(x.latents.size(), y.latents.size());
-                for (size_t j = 0; j < x.latents.size(); ++j) {
-                    QCOMPARE(x.latents[j].latent, y.latents[j].latent);
-                    QVERIFY(std::abs(x.latents[j].mean - y.latents[j].mean) <= 1e-5f * (1 + x.latents[j].mean));
-                    QVERIFY(std::abs(x.latents[j].maxPatch - y.latents[j].maxPatch) <= 1e-5f * (1 + x.latents[j].maxPatch));
-                    QVERIFY(std::abs(x.latents[j].patchesAbove - y.latents[j].patchesAbove) <= 1);
-                }
-                for (size_t j = 0; j < x.topValues.size(); ++j)
-                    QVERIFY(std::abs(x.topValues[j] - y.topValues[j]) <= 1e-5f * (1 + x.topValues[j]));
-                QVERIFY(relDiff(x.reconError, y.reconError) < 1e-5);
+                verifySameActivations(x, y, 1);
+                if (QTest::currentTestFailed())
+                    return;
                 QCOMPARE(x.cls.size(), y.cls.size());
             }
             const PrecisionAgreement same = compareActivations(*a, *b, p.patchThreshold);
@@ -253,17 +259,11 @@ private slots:
         for (const auto *run : {&*first, &*second})
             for (size_t i = 0; i < ref->size(); ++i) {
                 const ImageActivations &x = (*ref)[i], &y = (*run)[i];
-                QCOMPARE(x.latents.size(), y.latents.size());
-                for (size_t j = 0; j < x.latents.size(); ++j) {
-                    QCOMPARE(x.latents[j].latent, y.latents[j].latent);
-                    QVERIFY(std::abs(x.latents[j].mean - y.latents[j].mean) <= 1e-5f * (1 + x.latents[j].mean));
-                    QCOMPARE(x.latents[j].patchesAbove, y.latents[j].patchesAbove);
-                }
-                for (size_t j = 0; j < x.topValues.size(); ++j)
-                    QVERIFY(std::abs(x.topValues[j] - y.topValues[j]) <= 1e-5f * (1 + x.topValues[j]));
+                verifySameActivations(x, y, 0);
+                if (QTest::currentTestFailed())
+                    return;
                 for (size_t j = 0; j < x.residual.size(); ++j) // the same fp32 ViT (other batch sizes)
                     QVERIFY(std::abs(x.residual[j] - y.residual[j]) <= 1e-5f + 1e-5f * std::abs(x.residual[j]));
-                QVERIFY(relDiff(x.reconError, y.reconError) < 1e-5);
             }
     }
 
@@ -344,22 +344,11 @@ private slots:
         if (cores < 2)
             QSKIP("one core: nothing to shrink");
         CpuShare share(cores, 0.3);
-        std::vector<pid_t> busy;
-        for (int i = 0; i < cores; ++i) {
-            const pid_t pid = fork();
-            if (pid == 0) {
-                for (volatile unsigned long spin = 0;; spin = spin + 1) {
-                }
-            }
-            busy.push_back(pid);
-        }
+        const std::vector<pid_t> busy = testing::startBusy(cores);
         std::this_thread::sleep_for(std::chrono::milliseconds(400));
         const int threads = share.next();
         const double others = share.othersLoad();
-        for (pid_t pid : busy) {
-            kill(pid, SIGKILL);
-            waitpid(pid, nullptr, 0);
-        }
+        testing::stopBusy(busy);
         QVERIFY2(threads < cores, qPrintable(QString("%1 threads of %2 with others using %3 cores")
                                                  .arg(threads).arg(cores).arg(others)));
         QVERIFY(others > 0.5 * cores);

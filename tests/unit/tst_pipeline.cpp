@@ -61,6 +61,16 @@ store::ProjectDb openDb(const QString &path, store::ProjectDb::OpenMode mode = s
     return std::move(db.value());
 }
 
+// A new project at `project` with the patient-per-folder cohort at `data` imported.
+bool importCohort(const QString &project, const QString &data)
+{
+    store::ProjectDb db = openDb(project, store::ProjectDb::OpenMode::Create);
+    pipeline::ImportOptions io;
+    io.source = data.toStdString();
+    io.layout = pipeline::FolderLayout::PatientPerFolder;
+    return pipeline::importImages(db, io).ok();
+}
+
 int64_t countOf(store::ProjectDb &db, const std::string &sql)
 {
     auto v = db.count(sql);
@@ -197,13 +207,7 @@ private slots:
         const QString data = dir.filePath("cohort");
         const int n = makeCohort(data, {"AAA"}, 5);
         const QString project = dir.filePath("p.cyto");
-        {
-            store::ProjectDb db = openDb(project, store::ProjectDb::OpenMode::Create);
-            pipeline::ImportOptions io;
-            io.source = data.toStdString();
-            io.layout = pipeline::FolderLayout::PatientPerFolder;
-            QVERIFY(pipeline::importImages(db, io).ok());
-        }
+        QVERIFY(importCohort(project, data));
         QVERIFY(QFile::remove(data + "/AAA/cell_0002.png"));
         auto run = pipeline::runProject(project.toStdString(), runOptions());
         QVERIFY2(run.ok(), run.message().c_str());
@@ -231,13 +235,7 @@ private slots:
         const QString data = dir.filePath("cohort");
         const int n = makeCohort(data, {"AAA"}, 6);
         const QString project = dir.filePath("p.cyto");
-        {
-            store::ProjectDb db = openDb(project, store::ProjectDb::OpenMode::Create);
-            pipeline::ImportOptions io;
-            io.source = data.toStdString();
-            io.layout = pipeline::FolderLayout::PatientPerFolder;
-            QVERIFY(pipeline::importImages(db, io).ok());
-        }
+        QVERIFY(importCohort(project, data));
         pipeline::RunOptions autoOptions = runOptions();
         autoOptions.engine.precision = model::Precision::Auto;
         auto first = pipeline::runProject(project.toStdString(), autoOptions);
@@ -274,13 +272,7 @@ private slots:
         const QString data = dir.filePath("cohort");
         const int n = makeCohort(data, {"AAA", "BBB"}, 10);
         const QString project = dir.filePath("p.cyto");
-        {
-            store::ProjectDb db = openDb(project, store::ProjectDb::OpenMode::Create);
-            pipeline::ImportOptions io;
-            io.source = data.toStdString();
-            io.layout = pipeline::FolderLayout::PatientPerFolder;
-            QVERIFY(pipeline::importImages(db, io).ok());
-        }
+        QVERIFY(importCohort(project, data));
         std::atomic<bool> cancel{false};
         auto first = pipeline::runProject(project.toStdString(), runOptions(), [&](const ProgressInfo &p) {
             if (p.stage == "run" && p.done >= 4)
@@ -310,13 +302,7 @@ private slots:
         const QString data = dir.filePath("cohort");
         const int n = makeCohort(data, {"AAA", "BBB", "CCC", "DDD"}, 60);
         const QString project = dir.filePath("p.cyto");
-        {
-            store::ProjectDb db = openDb(project, store::ProjectDb::OpenMode::Create);
-            pipeline::ImportOptions io;
-            io.source = data.toStdString();
-            io.layout = pipeline::FolderLayout::PatientPerFolder;
-            QVERIFY(pipeline::importImages(db, io).ok());
-        }
+        QVERIFY(importCohort(project, data));
         const QStringList args = {"run", project, "--vit", QString::fromStdString(kVit), "--sae",
                                   QString::fromStdString(kSae), "--batch", "2", "--top-k", "16", "--device", "cpu"};
         QProcess child;
