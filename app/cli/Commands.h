@@ -10,6 +10,7 @@ int importCommand(int argc, char **argv);
 int runCommand(int argc, char **argv);
 int mergeCommand(int argc, char **argv);
 int statsCommand(int argc, char **argv);
+int checkCommand(int argc, char **argv);
 int topCommand(int argc, char **argv);
 int exportCommand(int argc, char **argv);
 int trainSaeCommand(int argc, char **argv);

@@ -9,6 +9,7 @@
 
 #include "pipeline/Importer.h"
 #include "pipeline/Runner.h"
+#include "store/Integrity.h"
 #include "store/ProjectDb.h"
 #include "store/Shards.h"
 
@@ -62,6 +63,9 @@ Result<store::ProjectDb> openProject(const std::string &path, store::ProjectDb::
     auto db = store::ProjectDb::open(path, mode);
     if (!db)
         return db.error().withContext(path);
+    if (!db->upgradeBackup().empty())
+        std::fprintf(stderr, "note: %s was upgraded to schema %d; the file as it was is kept as %s\n", path.c_str(),
+                     store::kSchemaVersion, db->upgradeBackup().c_str());
     return db;
 }
 
@@ -112,7 +116,11 @@ const char *kImportHelp =
     "Adds the images of SOURCE (a folder, or a .csv manifest with columns path, patient,\n"
     "class, diagnosis and any extra columns) to the project database PROJECT, creating it if\n"
     "needed. Every file is decoded and hashed; bad files are recorded as rejected with the\n"
-    "reason. Files already in the project are not added again.\n"
+"reason. Files already in the project are not added again.\n"
+    "\n"
+    "Exit status: 0 every file was added or already there, 1 a file was rejected, a row\n"
+    "of the manifest or the patient table was not used, a folder could not be read, or\n"
+    "the import was interrupted (what was added stays), 2 usage error.\n"
     "\n"
     "Options:\n"
     "  --layout L          folder layout: class (label = parent folder; default), patient\n"
@@ -186,7 +194,69 @@ const char *kExportHelp = "Usage: cytosae export PROJECT --what WHAT --out FILE.
                           "      latent-stats    one row per latent\n"
                           "      images          the image table with patient, class, QC status and reason\n";
 
+const char *kCheckHelp =
+    "Usage: cytosae check PROJECT\n"
+    "\n"
+    "Runs SQLite's full integrity check on the project file and reads every row of every\n"
+    "table, then says what is damaged and what that means (which data cannot be trusted or is\n"
+    "lost) and what to do. Never writes to the file. Commands that change a project run a\n"
+    "quicker check first and refuse a damaged file.\n"
+    "\n"
+    "Exit status: 0 the file is intact, 1 it is damaged or cannot be read, 2 usage error.\n";
+
 } // namespace
+
+int checkCommand(int argc, char **argv)
+{
+    CliArgs args({}, {"--help"});
+    int code = 0;
+    if (!parseOrHelp(args, argc, argv, "check", kCheckHelp, code))
+        return code;
+    if (args.positional().size() != 1)
+        return usageError("check", "expected PROJECT", kCheckHelp);
+    const std::string path = args.positional()[0];
+    auto report = store::checkIntegrity(path);
+    if (!report) {
+        std::fprintf(stderr, "error: %s: %s\n", path.c_str(), report.message().c_str());
+        return 1;
+    }
+    const store::IntegrityReport &r = *report;
+    std::printf("project %s (schema %d): %s\n", path.c_str(), r.schemaVersion, r.ok ? "intact" : "DAMAGED");
+    std::printf("  %-22s %12s  %s\n", "table", "rows read", "state");
+    for (const auto &t : r.tables)
+        std::printf("  %-22s %12lld  %s\n", t.table.c_str(), (long long)t.rowsRead,
+                    t.damaged ? ("DAMAGED: " + t.problem).c_str() : "ok");
+    if (r.ok)
+        return 0;
+    std::printf("\nSQLite's integrity check found %zu problem(s)%s:\n", r.problems.size(),
+                r.problems.size() >= 100 ? " (the first 100)" : "");
+    for (size_t i = 0; i < r.problems.size() && i < 10; ++i)
+        std::printf("  %s\n", r.problems[i].c_str());
+    if (r.problems.size() > 10)
+        std::printf("  ... and %zu more\n", r.problems.size() - 10);
+    std::printf("\nWhat this means:\n");
+    bool anyTable = false;
+    for (const auto &t : r.tables)
+        if (t.damaged) {
+            anyTable = true;
+            std::printf("  %s: %s cannot be trusted; rows may be missing or wrong (%lld could be read)\n",
+                        t.table.c_str(), t.holds.empty() ? "its data" : t.holds.c_str(), (long long)t.rowsRead);
+        }
+    for (const auto &i : r.damagedIndexes)
+        std::printf("  index %s is inconsistent with its table: the rows are intact, lookups through it may miss "
+                    "some (SQLite's REINDEX rebuilds it, on a copy)\n",
+                    i.c_str());
+    if (!anyTable && r.damagedIndexes.empty())
+        std::printf("  the damage is in pages SQLite could not attribute to one table; treat the whole file as "
+                    "suspect\n");
+    std::printf("\nWhat to do: the file was not changed, and CytoSAE Explorer will not write to it. Restore the "
+                "project from a copy%s.",
+                r.backups.empty() ? "" : " or from the backup an upgrade left beside it");
+    for (const auto &b : r.backups)
+        std::printf("\n  backup: %s", b.c_str());
+    std::printf("\nTo salvage what is readable, work on a copy: 'sqlite3 COPY .recover | sqlite3 NEW.cyto'.\n");
+    return 1;
+}
 
 int importCommand(int argc, char **argv)
 {
@@ -230,7 +300,9 @@ int importCommand(int argc, char **argv)
     if (report->patientsUpdated)
         std::printf("%lld patient(s) updated from %s\n", (long long)report->patientsUpdated,
                     options.patientTable.c_str());
-    return report->cancelled ? 1 : 0;
+    // Exit status 1 when anything failed: a rejected file, a manifest or patient-table row
+    // that was not used, a folder that could not be read, or Ctrl-C.
+    return (report->cancelled || report->rejected > 0 || !report->issues.empty()) ? 1 : 0;
 }
 
 int runCommand(int argc, char **argv)
@@ -321,7 +393,10 @@ int mergeCommand(int argc, char **argv)
     std::printf("merged %d shard(s) into %s as run %lld: %lld image(s) with results, %lld failed (%s)\n",
                 report->shards, args.positional()[0].c_str(), (long long)report->runId, (long long)report->images,
                 (long long)report->failed, report->device.c_str());
-    return 0;
+    if (report->failed > 0)
+        std::fprintf(stderr, "error: %lld image(s) failed in the shards; 'cytosae stats %s' counts them\n",
+                     (long long)report->failed, args.positional()[0].c_str());
+    return report->failed > 0 ? 1 : 0;
 }
 
 int statsCommand(int argc, char **argv)
@@ -337,40 +412,31 @@ int statsCommand(int argc, char **argv)
     if (!openProjectRun(args.positional()[0], store::ProjectDb::OpenMode::Existing, args, db, picked))
         return 1;
     const store::RunRecord *run = &picked;
-    auto hasStats = db->count("SELECT count(*) FROM concept_stats WHERE run_id = " + std::to_string(run->id));
-    if (args.has("--recompute") || (hasStats && *hasStats == 0)) {
+    auto summary = db->summary(run->id);
+    if (summary && (args.has("--recompute") || summary->statsRows == 0)) {
         if (Status s = db->computeStats(run->id); !s) {
             std::fprintf(stderr, "error: %s\n", s.message().c_str());
             return 1;
         }
+        summary = db->summary(run->id);
     }
-    const std::string r = std::to_string(run->id);
-    auto q = [&](const std::string &sql) { auto v = db->count(sql); return v ? *v : -1; };
+    if (!summary) { // never a made-up count: the reason, and exit status 1
+        std::fprintf(stderr, "error: %s: %s\n", args.positional()[0].c_str(), summary.message().c_str());
+        return 1;
+    }
+    const store::ProjectSummary &s = *summary;
     std::printf("project %s\n", args.positional()[0].c_str());
-    std::printf("  images: %lld accepted, %lld rejected; patients: %lld\n",
-                (long long)q("SELECT count(*) FROM image WHERE qc_status = 'ok'"),
-                (long long)q("SELECT count(*) FROM image WHERE qc_status = 'rejected'"),
-                (long long)q("SELECT count(*) FROM patient"));
-    std::printf("run %s (%s, on %s in %s, top-k %d, threshold %.2f, %d latents): %lld images with results, %lld errors\n",
-                r.c_str(), run->status.c_str(), run->device.c_str(), run->precision.c_str(), run->topK, run->patchThreshold,
-                run->dSae,
-                (long long)q("SELECT count(*) FROM activation WHERE run_id = " + r),
-                (long long)q("SELECT count(*) FROM run_error WHERE run_id = " + r));
+    std::printf("  images: %lld accepted, %lld rejected; patients: %lld\n", (long long)s.acceptedImages,
+                (long long)s.rejectedImages, (long long)s.patients);
+    std::printf("run %lld (%s, on %s in %s, top-k %d, threshold %.2f, %d latents): %lld images with results, %lld errors\n",
+                (long long)run->id, run->status.c_str(), run->device.c_str(), run->precision.c_str(), run->topK,
+                run->patchThreshold, run->dSae, (long long)s.imagesWithResults, (long long)s.failedImages);
     std::printf("  latents: %lld alive, %lld dead, %lld dense (fire in > 50%% of images), %lld with mean activation > 0.1\n",
-                (long long)q("SELECT count(*) FROM concept_stats WHERE dead = 0 AND run_id = " + r),
-                (long long)q("SELECT count(*) FROM concept_stats WHERE dead = 1 AND run_id = " + r),
-                (long long)q("SELECT count(*) FROM concept_stats WHERE dense = 1 AND run_id = " + r),
-                (long long)q("SELECT count(*) FROM concept_stats WHERE high_mean = 1 AND run_id = " + r));
-    auto top = db->db().prepare("SELECT latent, firing_freq, coalesce(mean_activation, 0), label_entropy FROM "
-                                "concept_stats WHERE run_id = ? AND dead = 0 ORDER BY firing_freq DESC, latent LIMIT 10");
-    if (top) {
-        top->bind(1, run->id);
-        std::printf("  most frequent latents:\n  %8s %10s %10s %8s\n", "latent", "frequency", "mean act", "entropy");
-        while (top->step())
-            std::printf("  %8lld %10.4f %10.4f %8s\n", (long long)top->columnInt(0), top->columnDouble(1),
-                        top->columnDouble(2),
-                        top->columnIsNull(3) ? "-" : std::to_string(top->columnDouble(3)).substr(0, 6).c_str());
-    }
+                (long long)s.alive, (long long)s.dead, (long long)s.dense, (long long)s.highMean);
+    std::printf("  most frequent latents:\n  %8s %10s %10s %8s\n", "latent", "frequency", "mean act", "entropy");
+    for (const auto &c : s.mostFrequent)
+        std::printf("  %8d %10.4f %10.4f %8s\n", c.latent, c.firingFrequency, c.meanActivation.value_or(0.0),
+                    c.labelEntropy ? std::to_string(*c.labelEntropy).substr(0, 6).c_str() : "-");
     return 0;
 }
 

@@ -599,6 +599,8 @@ int demoCommand(int argc, char **argv)
             return fail(r.message());
         std::printf("imported %lld cells (%lld already there, %lld rejected)\n", (long long)r->added,
                     (long long)r->alreadyPresent, (long long)r->rejected);
+        if (r->rejected > 0)
+            return fail(std::to_string(r->rejected) + " generated cell(s) were rejected; see the messages above");
     }
     pipeline::RunOptions ro;
     ro.engine.vitPath = vit;

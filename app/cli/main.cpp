@@ -22,6 +22,7 @@ void usage(FILE *out)
                  "            (or one shard of them: --shard I/N --shard-db FILE)\n"
                  "  merge     combine the shard databases of a sharded run into the project\n"
                  "  stats     per-latent statistics of a run and a project summary\n"
+                 "  check     verify a project file and say what is damaged (never writes)\n"
                  "  top       the cells that activate a concept most (or sampled by quantile)\n"
                  "  export    CSV of image-level activations, per-latent statistics or images\n"
                  "  labels    concept labels: list, set, export/import (JSON, CSV), annotation tasks\n"
@@ -65,6 +66,8 @@ int main(int argc, char **argv)
         return mergeCommand(argc, argv);
     if (cmd == "stats")
         return statsCommand(argc, argv);
+    if (cmd == "check")
+        return checkCommand(argc, argv);
     if (cmd == "top")
         return topCommand(argc, argv);
     if (cmd == "export")

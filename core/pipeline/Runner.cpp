@@ -84,6 +84,12 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
     auto db = store::ProjectDb::open(projectPath, store::ProjectDb::OpenMode::Existing);
     if (!db)
         return db.error().withContext(projectPath);
+    if (!db->upgradeBackup().empty()) {
+        report.notices.push_back(projectPath + ": upgraded to schema " + std::to_string(store::kSchemaVersion) +
+                                 "; the file as it was is kept as " + db->upgradeBackup());
+        if (options.notice)
+            options.notice(report.notices.back());
+    }
     std::shared_ptr<model::Engine> engine = options.loadedEngine;
     if (!engine) {
         auto loaded = model::Engine::load(options.engine);
@@ -187,7 +193,9 @@ Result<RunReport> runProject(const std::string &projectPath, const RunOptions &o
     Status writerStatus;
     std::atomic<int64_t> written{report.alreadyDone};
     std::thread writer([&] {
-        auto wdb = store::ProjectDb::open(projectPath, store::ProjectDb::OpenMode::Existing);
+        // The file was checked when `db` opened it a moment ago.
+        auto wdb = store::ProjectDb::open(projectPath, store::ProjectDb::OpenMode::Existing,
+                                          store::ProjectDb::Verify::Trusted);
         if (!wdb) {
             writerStatus = wdb.error();
             stop = true;

@@ -288,7 +288,56 @@ std::string metadataJson(const Metadata &metadata)
     return out.str();
 }
 
-Result<ProjectDb> ProjectDb::open(const std::string &path, OpenMode mode)
+std::vector<std::string> integrityLines(const std::string &text)
+{
+    // One row can hold several lines; "Page N is never used" (free space SQLite lost track
+    // of, no data) is summarised after the problems that matter.
+    std::vector<std::string> lines;
+    int unused = 0;
+    size_t start = 0;
+    while (start <= text.size()) {
+        size_t end = text.find('\n', start);
+        if (end == std::string::npos)
+            end = text.size();
+        std::string line = text.substr(start, end - start);
+        if (line.rfind("Page ", 0) == 0 && line.size() > 14 && line.compare(line.size() - 14, 14, " is never used") == 0)
+            ++unused;
+        else if (!line.empty() && line != "*** in database main ***")
+            lines.push_back(std::move(line));
+        start = end + 1;
+    }
+    if (unused)
+        lines.push_back(std::to_string(unused) + " page(s) never used (lost free space, no data)");
+    return lines;
+}
+
+std::string damagedProjectMessage(const std::string &problems)
+{
+    std::string first = problems.substr(0, problems.find("; "));
+    if (first.size() > 200)
+        first = first.substr(0, 200) + "...";
+    const size_t more = problems.empty() ? 0 : size_t(std::count(problems.begin(), problems.end(), ';'));
+    return "the project file is damaged: SQLite's check reports \"" + first + "\"" +
+           (more ? " and " + std::to_string(more) + " more problem(s)" : std::string()) +
+           "; nothing was changed. Restore it from a copy (or the .bak file an upgrade left beside it); "
+           "'cytosae check PROJECT' lists what is affected";
+}
+
+Result<int> ProjectDb::schemaVersionOf(const std::string &path)
+{
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec))
+        return Error("project file not found");
+    auto db = Database::open(path, Database::Mode::ReadOnly);
+    if (!db)
+        return db.error();
+    auto version = db->queryInt("PRAGMA user_version");
+    if (!version)
+        return Error("not a CytoSAE project database (" + version.message() + ")");
+    return int(*version);
+}
+
+Result<ProjectDb> ProjectDb::open(const std::string &path, OpenMode mode, Verify verify)
 {
     std::error_code ec;
     const bool exists = std::filesystem::exists(path, ec);
@@ -312,7 +361,8 @@ Result<ProjectDb> ProjectDb::open(const std::string &path, OpenMode mode)
         return Error("not a CytoSAE project database (" + version.message() + ")");
     auto tables = p.m_db.queryInt("SELECT count(*) FROM sqlite_master");
     if (!tables)
-        return Error("not a CytoSAE project database (" + tables.message() + ")");
+        return isDamagedMessage(tables.message()) ? Error(damagedProjectMessage(tables.message()))
+                                                  : Error("not a CytoSAE project database (" + tables.message() + ")");
     if (*version == 0 && *tables > 0)
         return Error("not a CytoSAE project database (an SQLite file with other tables)");
     if (*version > kSchemaVersion)
@@ -322,7 +372,19 @@ Result<ProjectDb> ProjectDb::open(const std::string &path, OpenMode mode)
 
     if (Status s = p.m_db.exec("PRAGMA foreign_keys = ON"); !s)
         return s.error();
+    // The whole file is read first: a damaged project must never be changed, nor read as if
+    // it were whole (SQLite only notices damage on the pages a statement happens to touch).
+    if (*tables > 0 && verify == Verify::Full) {
+        auto check = p.quickCheck();
+        if (!check)
+            return isDamagedMessage(check.message()) ? Error(damagedProjectMessage(check.message())) : check.error();
+        if (*check != "ok")
+            return Error(damagedProjectMessage(*check));
+    }
     if (!p.m_readOnly) {
+        if (p.m_schemaVersion > 0 && p.m_schemaVersion < kSchemaVersion)
+            if (Status s = p.backupBeforeUpgrade(); !s)
+                return s.error();
         // WAL: readers (views) never block the writer; NORMAL sync keeps every committed
         // transaction across an application crash.
         if (Status s = p.m_db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL"); !s)
@@ -342,23 +404,49 @@ Result<std::string> ProjectDb::quickCheck()
     auto q = m_db.prepare("PRAGMA quick_check(20)");
     if (!q)
         return q.error();
-    std::string out;
+    std::vector<std::string> lines;
     while (q->step())
-        out += (out.empty() ? "" : "; ") + q->columnText(0);
+        for (auto &line : integrityLines(q->columnText(0)))
+            lines.push_back(std::move(line));
     if (Status s = q->status(); !s)
         return s.error();
+    std::string out;
+    for (const auto &line : lines)
+        out += (out.empty() ? "" : "; ") + line;
     return out;
+}
+
+// A consistent copy of the file as it is (SQLite's online backup, which includes what the
+// WAL holds) beside it, named after the schema it had: PROJECT.schemaN.bak, or .schemaN-2.bak
+// when that exists.
+Status ProjectDb::backupBeforeUpgrade()
+{
+    std::string target;
+    for (int i = 1; i < 1000 && target.empty(); ++i) {
+        const std::string candidate =
+            m_path + ".schema" + std::to_string(m_schemaVersion) + (i > 1 ? "-" + std::to_string(i) : "") + ".bak";
+        std::error_code ec;
+        if (!std::filesystem::exists(candidate, ec) && !ec)
+            target = candidate;
+    }
+    if (target.empty())
+        return Error("cannot choose a name for the backup before the schema upgrade");
+    auto copy = Database::open(target, Database::Mode::ReadWriteCreate);
+    if (!copy)
+        return Error("cannot back up the project before upgrading it (" + copy.message() + "); it was not changed");
+    const Status s = copyDatabase(m_db, *copy);
+    if (!s) {
+        std::error_code ec;
+        std::filesystem::remove(target, ec);
+        return Error("cannot back up the project to " + target + " before upgrading it (" + s.message() +
+                     "); it was not changed");
+    }
+    m_upgradeBackup = target;
+    return Status::success();
 }
 
 Status ProjectDb::migrate()
 {
-    // Never upgrade a damaged file: the upgrade would write into it.
-    if (m_schemaVersion > 0 && m_schemaVersion < kSchemaVersion) {
-        auto check = quickCheck();
-        if (!check || *check != "ok")
-            return Error("the project file is damaged (" + (check ? *check : check.message()) +
-                         "); it was not upgraded. Restore a backup or copy the file before repairing it");
-    }
     while (m_schemaVersion < kSchemaVersion) {
         if (Status s = m_db.begin(); !s)
             return s;
@@ -1172,6 +1260,51 @@ Status ProjectDb::forEachCellCls(int64_t runId,
 Result<int64_t> ProjectDb::count(const std::string &sqlCountQuery)
 {
     return m_db.queryInt(sqlCountQuery);
+}
+
+Result<ProjectSummary> ProjectDb::summary(int64_t runId, int mostFrequent)
+{
+    ProjectSummary out;
+    const std::string r = std::to_string(runId);
+    const std::pair<int64_t *, std::string> counts[] = {
+        {&out.acceptedImages, "SELECT count(*) FROM image WHERE qc_status = 'ok'"},
+        {&out.rejectedImages, "SELECT count(*) FROM image WHERE qc_status = 'rejected'"},
+        {&out.patients, "SELECT count(*) FROM patient"},
+        {&out.imagesWithResults, "SELECT count(*) FROM activation WHERE run_id = " + r},
+        {&out.failedImages, "SELECT count(*) FROM run_error WHERE run_id = " + r},
+        {&out.statsRows, "SELECT count(*) FROM concept_stats WHERE run_id = " + r},
+        {&out.alive, "SELECT count(*) FROM concept_stats WHERE dead = 0 AND run_id = " + r},
+        {&out.dead, "SELECT count(*) FROM concept_stats WHERE dead = 1 AND run_id = " + r},
+        {&out.dense, "SELECT count(*) FROM concept_stats WHERE dense = 1 AND run_id = " + r},
+        {&out.highMean, "SELECT count(*) FROM concept_stats WHERE high_mean = 1 AND run_id = " + r},
+    };
+    for (const auto &[target, sql] : counts) {
+        auto v = m_db.queryInt(sql);
+        if (!v)
+            return v.error();
+        *target = *v;
+    }
+    auto q = m_db.prepare("SELECT latent, firing_images, firing_freq, mean_activation, label_entropy, dense, high_mean "
+                          "FROM concept_stats WHERE run_id = ? AND dead = 0 ORDER BY firing_freq DESC, latent LIMIT ?");
+    if (!q)
+        return q.error();
+    q->bind(1, runId).bind(2, mostFrequent);
+    while (q->step()) {
+        ConceptStats c;
+        c.latent = int32_t(q->columnInt(0));
+        c.firingImages = q->columnInt(1);
+        c.firingFrequency = q->columnDouble(2);
+        if (!q->columnIsNull(3))
+            c.meanActivation = q->columnDouble(3);
+        if (!q->columnIsNull(4))
+            c.labelEntropy = q->columnDouble(4);
+        c.dense = q->columnInt(5) != 0;
+        c.highMean = q->columnInt(6) != 0;
+        out.mostFrequent.push_back(std::move(c));
+    }
+    if (Status s = q->status(); !s)
+        return s.error();
+    return out;
 }
 
 // ---- smear fields (schema 3) ----------------------------------------------------------------

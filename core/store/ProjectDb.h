@@ -111,6 +111,15 @@ struct ConceptStats {
     bool dead = false, dense = false, highMean = false;
 };
 
+// What `cytosae stats` prints about a project and one of its runs.
+struct ProjectSummary {
+    int64_t acceptedImages = 0, rejectedImages = 0, patients = 0;
+    int64_t imagesWithResults = 0, failedImages = 0; // of the run
+    int64_t statsRows = 0;                            // 0: statistics not computed yet
+    int64_t alive = 0, dead = 0, dense = 0, highMean = 0;
+    std::vector<ConceptStats> mostFrequent; // alive latents by firing frequency (no top images)
+};
+
 struct FingerprintEntry {
     int32_t latent = 0;
     int64_t cells = 0;   // cells of the patient in which the latent is active
@@ -161,11 +170,21 @@ struct SmearCell {
 class ProjectDb {
 public:
     enum class OpenMode { Create, Existing, ReadOnly };
+    // Before anything is read or written, SQLite's quick_check reads the whole file (about
+    // 0.5 GB/s); a damaged file is refused with a message and not changed. Trusted skips the
+    // check: for a second connection to a file this process has checked, or where the check
+    // runs in the background (the explorer) and writes wait for its result.
+    enum class Verify { Full, Trusted };
     // Create makes the file when missing; Existing refuses a missing file. A file written by a
-    // newer version, or that is not a project database, is refused with a message.
-    static Result<ProjectDb> open(const std::string &path, OpenMode mode);
+    // newer version, or that is not a project database, is refused with a message. An older
+    // schema is upgraded in place after a backup copy (upgradeBackup()).
+    static Result<ProjectDb> open(const std::string &path, OpenMode mode, Verify verify = Verify::Full);
+    // The schema version of a project file, read without changing it (0: a new, empty file).
+    static Result<int> schemaVersionOf(const std::string &path);
 
     const std::string &path() const { return m_path; }
+    // The copy of the file made before this open upgraded its schema; empty when none was made.
+    const std::string &upgradeBackup() const { return m_upgradeBackup; }
     // PRAGMA quick_check: "ok", or SQLite's list of problems (reads the whole file: seconds on
     // a large project, so the GUI runs it in the background after opening).
     Result<std::string> quickCheck();
@@ -242,6 +261,8 @@ public:
     Status forEachCellCls(int64_t runId,
                           const std::function<bool(int64_t, int64_t, const std::vector<float> &)> &fn);
     Result<int64_t> count(const std::string &sqlCountQuery);
+    // Counts of the project and of a run, and its `mostFrequent` most frequent alive latents.
+    Result<ProjectSummary> summary(int64_t runId, int mostFrequent = 10);
 
     // ---- smear fields ----
     Result<std::optional<int64_t>> smearIdByPath(const std::string &path);
@@ -257,13 +278,21 @@ public:
 
 private:
     ProjectDb() = default;
+    Status backupBeforeUpgrade();
     Status migrate();
 
     Database m_db;
     std::string m_path;
     int m_schemaVersion = 0;
     bool m_readOnly = false;
+    std::string m_upgradeBackup;
 };
+
+// The message for a project file that SQLite's check finds damaged (`problems`: its report).
+std::string damagedProjectMessage(const std::string &problems);
+// The lines of an integrity_check row, without the "*** in database" header and with the
+// "Page N is never used" lines (no data lost) counted in one last line.
+std::vector<std::string> integrityLines(const std::string &text);
 
 std::string metadataJson(const Metadata &metadata);
 

@@ -4,6 +4,25 @@
 
 namespace cytosae::store {
 
+namespace {
+
+// SQLite's message, and for a damaged file a sentence that says so: callers stop writing and
+// the user learns to run the integrity check rather than retry.
+std::string errorText(int code, const std::string &message)
+{
+    const int primary = code & 0xff;
+    if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB)
+        return "the database file is damaged (" + message + ")";
+    return "database error: " + message;
+}
+
+} // namespace
+
+bool isDamagedMessage(const std::string &message)
+{
+    return message.find("the database file is damaged") != std::string::npos;
+}
+
 Statement::Statement(Statement &&other) noexcept
     : m_db(other.m_db), m_stmt(other.m_stmt), m_lastCode(other.m_lastCode), m_error(std::move(other.m_error))
 {
@@ -89,7 +108,7 @@ Status Statement::status() const
 {
     if (m_lastCode == SQLITE_ROW || m_lastCode == SQLITE_DONE || m_lastCode == 0)
         return Status::success();
-    return Error("database error: " + m_error);
+    return Error(errorText(m_lastCode, m_error));
 }
 
 int64_t Statement::columnInt(int col) const { return sqlite3_column_int64(m_stmt, col); }
@@ -180,7 +199,7 @@ Status Database::exec(const std::string &sql)
     if (sqlite3_exec(m_db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
         std::string msg = err ? err : sqlite3_errmsg(m_db);
         sqlite3_free(err);
-        return Error("database error: " + msg);
+        return Error(errorText(sqlite3_extended_errcode(m_db), msg));
     }
     return Status::success();
 }
@@ -188,8 +207,8 @@ Status Database::exec(const std::string &sql)
 Result<Statement> Database::prepare(const std::string &sql)
 {
     sqlite3_stmt *stmt = nullptr;
-    if (sqlite3_prepare_v2(m_db, sql.c_str(), int(sql.size()), &stmt, nullptr) != SQLITE_OK)
-        return Error("database error: " + std::string(sqlite3_errmsg(m_db)));
+    if (const int rc = sqlite3_prepare_v2(m_db, sql.c_str(), int(sql.size()), &stmt, nullptr); rc != SQLITE_OK)
+        return Error(errorText(rc, sqlite3_errmsg(m_db)));
     return Statement(m_db, stmt);
 }
 
@@ -229,6 +248,20 @@ void Database::rollback()
 {
     if (m_db && !sqlite3_get_autocommit(m_db))
         sqlite3_exec(m_db, "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+Status copyDatabase(Database &from, Database &to)
+{
+    sqlite3_backup *backup = sqlite3_backup_init(to.handle(), "main", from.handle(), "main");
+    if (!backup)
+        return Error(errorText(sqlite3_extended_errcode(to.handle()), sqlite3_errmsg(to.handle())));
+    const int stepped = sqlite3_backup_step(backup, -1);
+    const int finished = sqlite3_backup_finish(backup);
+    if (stepped != SQLITE_DONE)
+        return Error(errorText(stepped, sqlite3_errstr(stepped)));
+    if (finished != SQLITE_OK)
+        return Error(errorText(finished, sqlite3_errmsg(to.handle())));
+    return Status::success();
 }
 
 } // namespace cytosae::store

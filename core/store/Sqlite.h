@@ -16,6 +16,10 @@ struct sqlite3_stmt;
 
 namespace cytosae::store {
 
+// True for the message of an error caused by a damaged database file (SQLITE_CORRUPT or
+// SQLITE_NOTADB), which starts "the database file is damaged".
+bool isDamagedMessage(const std::string &message);
+
 class Statement {
 public:
     Statement() = default;
@@ -96,5 +100,9 @@ private:
 
     sqlite3 *m_db = nullptr;
 };
+
+// Copies every page of `from` into `to` (SQLite's online backup API): a consistent snapshot
+// that includes what is still in `from`'s write-ahead log.
+Status copyDatabase(Database &from, Database &to);
 
 } // namespace cytosae::store

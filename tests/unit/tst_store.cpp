@@ -4,6 +4,7 @@
 
 #include "store/ActivationCodec.h"
 #include "common/Sha256.h"
+#include "store/Integrity.h"
 #include "store/ProjectDb.h"
 
 #include <QFile>
@@ -195,6 +196,19 @@ private slots:
         auto latest = upgraded.latestRun();
         QVERIFY(latest.ok() && latest->has_value());
         QCOMPARE((*latest)->precision, std::string("fp32"));
+        // The upgrade kept the file as it was beside it: schema 3, its runs, intact.
+        QCOMPARE(QString::fromStdString(upgraded.upgradeBackup()), path + ".schema3.bak");
+        {
+            auto backup = store::Database::open(upgraded.upgradeBackup(), store::Database::Mode::ReadOnly);
+            QVERIFY(backup.ok());
+            QCOMPARE(*backup->queryInt("PRAGMA user_version"), int64_t(3));
+            QCOMPARE(*backup->queryInt("SELECT count(*) FROM run"), int64_t(2));
+            QVERIFY(!backup->queryInt("SELECT count(precision) FROM run").ok()); // schema 3: no such column
+            QCOMPARE(*backup->queryText("PRAGMA quick_check"), std::string("ok"));
+        }
+        // Opening it again makes no further copy.
+        ProjectDb again = mustOpen(path, ProjectDb::OpenMode::Existing);
+        QVERIFY(again.upgradeBackup().empty());
     }
 
     void foreignAndNewerFilesAreRefused()
@@ -262,8 +276,128 @@ private slots:
             auto check = db->quickCheck();
             QVERIFY2(!check.ok() || *check != "ok", "damage not detected");
         } else {
-            QVERIFY2(db.message().find("not a CytoSAE project") != std::string::npos, db.message().c_str());
+            QVERIFY2(db.message().find("the project file is damaged") != std::string::npos ||
+                         db.message().find("not a CytoSAE project") != std::string::npos,
+                     db.message().c_str());
         }
+    }
+
+    // A file damaged where a run's writes would not touch it (the image table's root page) is
+    // refused by every kind of connection before anything is read or written, and left
+    // byte for byte as it was; `checkIntegrity` names the damaged table.
+    void damagedProjectIsRefusedAndNeverChanged()
+    {
+        QTemporaryDir dir;
+        const QString path = dir.filePath("p.cyto");
+        int64_t imageRoot = 0;
+        {
+            ProjectDb db = mustOpen(path);
+            std::vector<NewImage> many;
+            for (int i = 0; i < 500; ++i)
+                many.push_back(img("/cells/" + std::to_string(i) + ".png", "P" + std::to_string(i % 7), "blast"));
+            QVERIFY(db.addImages(many).ok());
+            auto vit = db.upsertModel("vit", "aa", "v.pth", "{}");
+            auto sae = db.upsertModel("sae", "bb", "s.pt", "{}");
+            auto run = db.createRun(*vit, *sae, 32, 0.2, 768, "cpu", "fp32");
+            QVERIFY(run.ok() && db.setRunStatus(*run, "done").ok());
+            imageRoot = *db.db().queryInt("SELECT rootpage FROM sqlite_master WHERE name = 'image'");
+            QVERIFY(db.db().exec("PRAGMA wal_checkpoint(TRUNCATE)"));
+        }
+        {
+            QFile f(path);
+            QVERIFY(f.open(QIODevice::ReadWrite));
+            f.seek((imageRoot - 1) * 4096);
+            f.write(QByteArray(4096, '\xab'));
+        }
+        auto fileBytes = [&] {
+            QFile f(path);
+            return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
+        };
+        const QByteArray before = fileBytes();
+        for (auto mode : {ProjectDb::OpenMode::Existing, ProjectDb::OpenMode::Create, ProjectDb::OpenMode::ReadOnly}) {
+            auto db = ProjectDb::open(path.toStdString(), mode);
+            QVERIFY(!db.ok());
+            QVERIFY2(db.message().find("the project file is damaged") != std::string::npos, db.message().c_str());
+            QVERIFY2(db.message().find("nothing was changed") != std::string::npos, db.message().c_str());
+            QVERIFY2(db.message().find("cytosae check") != std::string::npos, db.message().c_str());
+        }
+        QVERIFY(fileBytes() == before);
+
+        auto report = store::checkIntegrity(path.toStdString());
+        QVERIFY2(report.ok(), report.message().c_str());
+        QVERIFY(!report->ok);
+        QVERIFY(!report->problems.empty());
+        int damaged = 0;
+        for (const auto &t : report->tables) {
+            if (t.table == "image") {
+                QVERIFY(t.damaged);
+                QVERIFY(!t.holds.empty());
+            } else if (t.table == "run") {
+                QVERIFY2(!t.damaged, t.problem.c_str());
+                QCOMPARE(t.rowsRead, int64_t(1));
+            }
+            damaged += t.damaged;
+        }
+        QCOMPARE(damaged, 1);
+        QVERIFY(fileBytes() == before);
+
+        // Damage SQLite only finds by reading every page (the middle of a large table).
+        const QString other = dir.filePath("q.cyto");
+        {
+            ProjectDb db = mustOpen(other);
+            std::vector<NewImage> many;
+            for (int i = 0; i < 4000; ++i)
+                many.push_back(img("/cells/long/path/to/make/the/table/span/many/pages/" + std::to_string(i) + ".png",
+                                   "P" + std::to_string(i % 7), "blast"));
+            QVERIFY(db.addImages(many).ok());
+            QVERIFY(db.db().exec("PRAGMA wal_checkpoint(TRUNCATE)"));
+        }
+        {
+            QFile f(other);
+            QVERIFY(f.open(QIODevice::ReadWrite));
+            const qint64 pages = f.size() / 4096;
+            QVERIFY(pages > 20);
+            for (qint64 page : {pages / 2, pages / 2 + 3}) {
+                f.seek(page * 4096);
+                f.write(QByteArray(4096, '\x5a'));
+            }
+        }
+        {
+            // The header and the run table read fine: without the full check this opened.
+            auto raw = store::Database::open(other.toStdString(), store::Database::Mode::ReadOnly);
+            QVERIFY(raw.ok());
+            QVERIFY(raw->queryInt("SELECT count(*) FROM sqlite_master").ok());
+        }
+        auto refused = ProjectDb::open(other.toStdString(), ProjectDb::OpenMode::Existing);
+        QVERIFY(!refused.ok());
+        QVERIFY2(refused.message().find("the project file is damaged") != std::string::npos, refused.message().c_str());
+        auto otherReport = store::checkIntegrity(other.toStdString());
+        QVERIFY(otherReport.ok() && !otherReport->ok);
+    }
+
+    void intactProjectChecksClean()
+    {
+        QTemporaryDir dir;
+        const QString path = dir.filePath("p.cyto");
+        {
+            ProjectDb db = mustOpen(path);
+            QVERIFY(db.addImages({img("/a/1.png", "AAA", "blast")}).ok());
+        }
+        auto report = store::checkIntegrity(path.toStdString());
+        QVERIFY2(report.ok(), report.message().c_str());
+        QVERIFY(report->ok);
+        QVERIFY(report->problems.empty());
+        QCOMPARE(report->schemaVersion, kSchemaVersion);
+        bool sawImage = false;
+        for (const auto &t : report->tables) {
+            QVERIFY(!t.damaged);
+            if (t.table == "image") {
+                sawImage = true;
+                QCOMPARE(t.rowsRead, int64_t(1));
+            }
+        }
+        QVERIFY(sawImage);
+        QVERIFY(!store::checkIntegrity(dir.filePath("none.cyto").toStdString()).ok());
     }
 
     void importIsIdempotent()

@@ -128,7 +128,7 @@ void CohortAnalysisView::compare(const QString &a, const QString &b)
     auto *task = new BackgroundTask(
         tr("Cohort analysis"),
         [pending, path, run, da, db](const cytosae::ProgressCallback &, const std::atomic<bool> &) -> QString {
-            auto opened = store::ProjectDb::open(path, store::ProjectDb::OpenMode::ReadOnly);
+            auto opened = store::ProjectDb::open(path, store::ProjectDb::OpenMode::ReadOnly, store::ProjectDb::Verify::Trusted);
             if (!opened)
                 return QString::fromStdString(opened.message());
             auto cohort = analysis::loadCohort(*opened, run);

@@ -132,11 +132,21 @@ MainWindow::MainWindow(QWidget *parent) : QMainWindow(parent)
         m_galleryModel->setItems(items);
         m_galleryTitle->setText(tr("%1 (%2)").arg(m_pendingGalleryTitle).arg(items.size()));
     });
-    connect(&m_checkWatcher, &QFutureWatcher<QString>::finished, this, [this] {
-        if (m_checkWatcher.future().resultCount() == 0 || m_checkWatcher.result().isEmpty())
+    connect(&m_checkWatcher, &QFutureWatcher<CheckResult>::finished, this, [this] {
+        if (m_checkWatcher.future().resultCount() == 0)
             return;
-        showMessage(tr("This project file is damaged (%1). Views may be incomplete; copy the file before changing it.")
-                        .arg(m_checkWatcher.result()),
+        const CheckResult r = m_checkWatcher.result();
+        if (!m_session || m_session->path() != r.path)
+            return; // another project was opened meanwhile
+        if (r.problems.isEmpty()) {
+            m_session->setIntegrity(ProjectSession::Integrity::Intact);
+            return;
+        }
+        m_session->setIntegrity(ProjectSession::Integrity::Damaged, r.problems);
+        showMessage(tr("%1 is damaged: %2. Nothing will be written to it (labels, runs, imports are refused); "
+                       "the views may be incomplete. Restore the project from a copy; 'cytosae check %1' lists "
+                       "what is affected.")
+                        .arg(r.path, r.problems),
                     true);
     });
     connect(&m_imageWatcher, &QFutureWatcher<QImage>::finished, this, [this] {
@@ -336,15 +346,21 @@ bool MainWindow::openProject(const QString &path)
     m_undo->clear(); // undo steps belong to the project they were made in
     m_selection->clear();
     // Integrity check in the background: a large project opens at once and is still verified.
-    m_checkWatcher.setFuture(QtConcurrent::run([path]() -> QString {
-        auto db = store::ProjectDb::open(path.toStdString(), store::ProjectDb::OpenMode::ReadOnly);
-        if (!db)
-            return QString::fromStdString(db.message());
-        auto check = db->quickCheck();
-        if (!check)
-            return QString::fromStdString(check.message());
-        return *check == "ok" ? QString() : QString::fromStdString(*check);
-    }));
+    if (!m_session->upgradeBackup().isEmpty())
+        showMessage(tr("%1 was upgraded to this version's format; the file as it was is kept as %2.")
+                        .arg(path, m_session->upgradeBackup()),
+                    false);
+    if (m_session->integrity() == ProjectSession::Integrity::Unchecked)
+        m_checkWatcher.setFuture(QtConcurrent::run([path]() -> CheckResult {
+            auto db = store::ProjectDb::open(path.toStdString(), store::ProjectDb::OpenMode::ReadOnly,
+                                             store::ProjectDb::Verify::Trusted);
+            if (!db)
+                return {path, QString::fromStdString(db.message())};
+            auto check = db->quickCheck();
+            if (!check)
+                return {path, QString::fromStdString(check.message())};
+            return {path, *check == "ok" ? QString() : QString::fromStdString(*check)};
+        }));
     setWindowTitle(tr("%1 — CytoSAE Explorer").arg(QFileInfo(path).fileName()));
     addRecent(path);
     reloadViews();

@@ -151,7 +151,13 @@ private:
     QPointer<BackgroundTask> m_task;
     QString m_lastMessage;
     QFutureWatcher<QImage> m_imageWatcher;
-    QFutureWatcher<QString> m_checkWatcher;
+    // The background integrity check of the open project: its path, and SQLite's problems
+    // (empty: intact).
+    struct CheckResult {
+        QString path;
+        QString problems;
+    };
+    QFutureWatcher<CheckResult> m_checkWatcher;
     QFutureWatcher<QVector<GalleryItem>> m_galleryWatcher;
     QString m_pendingGalleryTitle;
     QHash<int, float> m_scaleOf;

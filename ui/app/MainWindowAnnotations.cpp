@@ -164,7 +164,7 @@ void MainWindow::updateFlagCounts()
     const store::ModelHashes hashes = m_session->modelHashes();
     m_flagCountWatcher.setFuture(QtConcurrent::run([path, runId, hashes] {
         QHash<qint64, QPair<qint64, qint64>> out;
-        auto db = store::ProjectDb::open(path.toStdString(), store::ProjectDb::OpenMode::ReadOnly);
+        auto db = store::ProjectDb::open(path.toStdString(), store::ProjectDb::OpenMode::ReadOnly, store::ProjectDb::Verify::Trusted);
         if (!db)
             return out;
         store::AnnotationDb ledger(*db);

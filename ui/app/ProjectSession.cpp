@@ -10,7 +10,7 @@ namespace {
 
 std::optional<store::ProjectDb> openReadOnly(const QString &path)
 {
-    auto db = store::ProjectDb::open(path.toStdString(), store::ProjectDb::OpenMode::ReadOnly);
+    auto db = store::ProjectDb::open(path.toStdString(), store::ProjectDb::OpenMode::ReadOnly, store::ProjectDb::Verify::Trusted);
     if (!db)
         return std::nullopt;
     return std::move(db.value());
@@ -69,26 +69,43 @@ QVector<GalleryItem> itemsFromHits(store::ProjectDb &db, qint64 runId, int laten
 
 std::unique_ptr<ProjectSession> ProjectSession::open(const QString &path, QString *error)
 {
-    // Opened for writing once so an older schema is upgraded, then read-only for the views.
-    {
-        auto rw = store::ProjectDb::open(path.toStdString(), store::ProjectDb::OpenMode::Existing);
-        if (!rw) {
-            if (error)
-                *error = q(rw.message());
-            return nullptr;
-        }
-    }
-    auto db = store::ProjectDb::open(path.toStdString(), store::ProjectDb::OpenMode::ReadOnly);
-    if (!db) {
+    auto fail = [error](const std::string &message) {
         if (error)
-            *error = q(db.message());
+            *error = q(message);
         return nullptr;
+    };
+    // An older schema is upgraded once, by a connection that checks the file and keeps a
+    // backup first; then read-only connections for the views, checked in the background.
+    auto version = store::ProjectDb::schemaVersionOf(path.toStdString());
+    if (!version)
+        return fail(version.message());
+    QString backup;
+    bool checked = false;
+    if (*version < store::kSchemaVersion) {
+        auto rw = store::ProjectDb::open(path.toStdString(), store::ProjectDb::OpenMode::Existing);
+        if (!rw)
+            return fail(rw.message());
+        backup = q(rw->upgradeBackup());
+        checked = true;
     }
+    auto db = store::ProjectDb::open(path.toStdString(), store::ProjectDb::OpenMode::ReadOnly,
+                                     store::ProjectDb::Verify::Trusted);
+    if (!db)
+        return fail(db.message());
     std::unique_ptr<ProjectSession> s(new ProjectSession());
     s->m_path = path;
     s->m_db = std::make_unique<store::ProjectDb>(std::move(db.value()));
+    s->m_upgradeBackup = backup;
+    if (checked)
+        s->m_integrity = Integrity::Intact;
     s->refresh();
     return s;
+}
+
+void ProjectSession::setIntegrity(Integrity state, const QString &problems)
+{
+    m_integrity = state;
+    m_integrityProblems = problems;
 }
 
 void ProjectSession::refresh()
@@ -109,8 +126,18 @@ void ProjectSession::refresh()
 
 store::AnnotationDb *ProjectSession::ledger(QString *error)
 {
+    if (m_integrity == Integrity::Damaged) {
+        if (error)
+            *error = QObject::tr("%1 is damaged (%2); nothing is written to it. Restore it from a copy; "
+                                 "'cytosae check' lists what is affected.")
+                         .arg(m_path, m_integrityProblems);
+        return nullptr;
+    }
     if (!m_writeLedger) {
-        auto db = store::ProjectDb::open(m_path.toStdString(), store::ProjectDb::OpenMode::Existing);
+        // The background check passed: no need to read the whole file again.
+        auto db = store::ProjectDb::open(m_path.toStdString(), store::ProjectDb::OpenMode::Existing,
+                                         m_integrity == Integrity::Intact ? store::ProjectDb::Verify::Trusted
+                                                                          : store::ProjectDb::Verify::Full);
         if (!db) {
             if (error)
                 *error = QObject::tr("%1: cannot be written (%2)").arg(m_path, q(db.message()));

@@ -98,6 +98,16 @@ public:
     QFuture<QVector<GalleryItem>> loadQuantileCells(int latent, const store::CellFilter &filter, int bins, int perBin,
                                                     float scaleMax) const;
 
+    // ---- integrity ----
+    // The explorer opens a project at once and checks the whole file in the background
+    // (MainWindow). Until the check says the file is intact, the first write runs the check
+    // itself; once it found damage, nothing is written.
+    enum class Integrity { Unchecked, Intact, Damaged };
+    void setIntegrity(Integrity state, const QString &problems = {});
+    Integrity integrity() const { return m_integrity; }
+    // Upgrading an older schema makes a backup copy first; its path, or empty.
+    const QString &upgradeBackup() const { return m_upgradeBackup; }
+
     // ---- the annotation ledger ----
     // Reads go through the read-only connection; writes through a read-write one opened on
     // first use (nullptr and *error when the file cannot be written).
@@ -125,4 +135,7 @@ private:
     store::ModelHashes m_hashes;
     std::optional<store::RunRecord> m_run;
     QVector<store::PatientRecord> m_patients;
+    Integrity m_integrity = Integrity::Unchecked;
+    QString m_integrityProblems;
+    QString m_upgradeBackup;
 };

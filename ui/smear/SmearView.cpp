@@ -294,7 +294,7 @@ void SmearView::requestActivations()
     m_watchers->activations.setProperty("generation", m_generation);
     m_watchers->activations.setFuture(QtConcurrent::run([path, runId, smearId, latent]() {
         QHash<qint64, float> out;
-        auto db = store::ProjectDb::open(path, store::ProjectDb::OpenMode::ReadOnly);
+        auto db = store::ProjectDb::open(path, store::ProjectDb::OpenMode::ReadOnly, store::ProjectDb::Verify::Trusted);
         if (!db)
             return out;
         auto values = db->smearCellActivations(runId, smearId, latent);
