@@ -1078,6 +1078,29 @@ Result<ImportReport> AnnotationDb::importAll(const std::vector<ExchangeTable> &t
                 auto c = std::find(t.columns.begin(), t.columns.end(), name);
                 return c == t.columns.end() ? -1 : int(c - t.columns.begin());
             };
+            // Only the columns this version exports for the table (the allow-list is the export
+            // query's own column list), each once: names from a file never reach SQL otherwise.
+            std::vector<std::string> allowed;
+            {
+                auto q = m_db.prepare(spec.exportSql);
+                if (!q)
+                    return q.error();
+                for (int c = 0; c < q->columnCount(); ++c)
+                    allowed.push_back(q->columnName(c));
+            }
+            std::string refused;
+            for (size_t i = 0; i < t.columns.size() && refused.empty(); ++i) {
+                if (std::find(allowed.begin(), allowed.end(), t.columns[i]) == allowed.end())
+                    refused = "column '" + t.columns[i] + "' is not one of its columns";
+                else if (std::find(t.columns.begin(), t.columns.begin() + long(i), t.columns[i]) !=
+                         t.columns.begin() + long(i))
+                    refused = "column '" + t.columns[i] + "' is given twice";
+            }
+            if (!refused.empty()) {
+                problems.push_back("table " + t.name + ": " + refused + "; none of its " +
+                                   std::to_string(t.rows.size()) + " row(s) were imported");
+                continue;
+            }
             // Target columns: the export's, with portable references turned back into ids.
             std::vector<std::string> target;
             for (const std::string &c : t.columns) {
@@ -1092,7 +1115,7 @@ Result<ImportReport> AnnotationDb::importAll(const std::vector<ExchangeTable> &t
             }
             std::string sql = "INSERT OR IGNORE INTO " + std::string(spec.name) + "(";
             for (size_t i = 0; i < target.size(); ++i)
-                sql += (i ? ", " : "") + target[i];
+                sql += (i ? ", \"" : "\"") + target[i] + "\""; // allowed names: letters and '_' only
             sql += ") VALUES (";
             for (size_t i = 0; i < target.size(); ++i)
                 sql += i ? ", ?" : "?";

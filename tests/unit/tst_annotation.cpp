@@ -571,6 +571,55 @@ private slots:
         QVERIFY(partial->problems[0].find("not in this project") != std::string::npos);
         QVERIFY(annC.currentLabels(m)->count("latent:7"));
 
+        // Column names come from the file's header: only the columns the export writes are
+        // accepted (a real but unexported column such as `id`, or a name that is SQL, refuse
+        // the table with a message); the other tables still import.
+        const QString labelsCsv = QString::fromStdString(csv + "/concept_label.csv");
+        QFile original(labelsCsv);
+        QVERIFY(original.open(QIODevice::ReadOnly));
+        const QByteArray csvText = original.readAll();
+        original.close();
+        const int headerEnd = csvText.indexOf('\n');
+        const QByteArray header = csvText.left(headerEnd), body = csvText.mid(headerEnd + 1);
+        QVERIFY(header.contains("note"));
+        const QList<QPair<QByteArray, QByteArray>> hostile = {
+            {"id," + header, "id"},
+            {QByteArray(header).replace("note", "\"note\"\"); DROP TABLE image; --\""),
+             "note\"); DROP TABLE image; --"}};
+        int variant = 0;
+        for (const auto &[newHeader, shownName] : hostile) {
+            QByteArray rows = body;
+            if (shownName == "id") { // one more value per row for the extra column
+                QList<QByteArray> lines = body.split('\n');
+                for (QByteArray &line : lines)
+                    if (!line.isEmpty())
+                        line.prepend(QByteArray::number(900 + variant) + ",");
+                rows = lines.join('\n');
+            }
+            QFile out(labelsCsv);
+            QVERIFY(out.open(QIODevice::WriteOnly | QIODevice::Truncate));
+            out.write(newHeader + "\n" + rows);
+            out.close();
+            const std::string name = "exchange-hostile" + std::to_string(variant++) + ".cyto";
+            ProjectDb h = mustOpen(path(name.c_str()));
+            makeProject(h);
+            const int64_t images = *h.count("SELECT count(*) FROM image");
+            AnnotationDb annH(h);
+            auto report = annotation::importAnnotations(annH, csv);
+            QVERIFY2(report.ok(), report.message().c_str());
+            bool named = false;
+            for (const auto &p : report->problems)
+                named |= p.find("table concept_label: column '" + shownName.toStdString() +
+                                "' is not one of its columns") != std::string::npos;
+            QVERIFY2(named, report->problems.empty() ? "no problem reported" : report->problems[0].c_str());
+            QCOMPARE(*h.count("SELECT count(*) FROM concept_label"), int64_t(0));
+            QCOMPARE(*h.count("SELECT count(*) FROM image"), images);
+            QVERIFY(*h.count("SELECT count(*) FROM concept_flag") > 0); // the rest was imported
+        }
+        QVERIFY(original.open(QIODevice::WriteOnly | QIODevice::Truncate));
+        original.write(csvText);
+        original.close();
+
         // Damaged files: a message with the place.
         QFile bad(QString::fromStdString(path("bad.json")));
         QVERIFY(bad.open(QIODevice::WriteOnly));
