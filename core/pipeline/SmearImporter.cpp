@@ -76,7 +76,13 @@ Result<SmearImportReport> importSmears(store::ProjectDb &db, const SmearImportOp
     report.issues = scan.issues;
     report.found = int64_t(scan.items.size());
 
-    const std::string cellsRoot = options.cellsDir.empty() ? db.path() + ".cells" : options.cellsDir;
+    // Absolute, like the paths of single-cell images: a project opened from another working
+    // folder (or a relative project path on the command line) must find its crops.
+    std::error_code absEc;
+    const std::string cellsRoot =
+        fs::absolute(options.cellsDir.empty() ? db.path() + ".cells" : options.cellsDir, absEc).lexically_normal().string();
+    if (absEc)
+        return Error("cannot resolve the folder for the cell crops (" + absEc.message() + ")");
     const std::string settings = detectorJson(options.detector);
     ProgressMeter meter("smears", report.found, progress);
     int64_t done = 0;

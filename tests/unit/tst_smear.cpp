@@ -300,6 +300,42 @@ private slots:
         QVERIFY2(source.message().find("TIFF") != std::string::npos, source.message().c_str());
     }
 
+    // A relative project path (`cytosae import s.cyto fields --smear`): the crops are stored
+    // with absolute paths, so the project works from any working folder.
+    void smearCropPathsDoNotDependOnTheWorkingFolder()
+    {
+        QTemporaryDir dir;
+        QVERIFY(QDir().mkpath(dir.path() + "/fields"));
+        demo::SmearFieldOptions fo;
+        fo.width = 600;
+        fo.height = 500;
+        QVERIFY(writeFieldTiff((dir.path() + "/fields/s1.tif").toStdString(), demo::planSmearField(3, fo)));
+        const QString before = QDir::currentPath();
+        QVERIFY(QDir::setCurrent(dir.path()));
+        std::vector<std::string> paths;
+        {
+            auto db = store::ProjectDb::open("s.cyto", store::ProjectDb::OpenMode::Create);
+            QVERIFY(db);
+            pipeline::SmearImportOptions options;
+            options.source = "fields";
+            auto report = pipeline::importSmears(*db, options);
+            QVERIFY(QDir::setCurrent(before));
+            QVERIFY2(report, report.message().c_str());
+            QVERIFY(report->cellsAdded > 0);
+            auto all = db->allImagePaths();
+            QVERIFY(all);
+            paths = *all;
+        }
+        QVERIFY(QDir::setCurrent(QDir::rootPath())); // anywhere else
+        QVERIFY(!paths.empty());
+        for (const auto &p : paths) {
+            QVERIFY2(std::filesystem::path(p).is_absolute(), p.c_str());
+            QVERIFY2(QFile::exists(QString::fromStdString(p)), p.c_str());
+            QVERIFY2(p.rfind((dir.path() + "/s.cyto.cells/").toStdString(), 0) == 0, p.c_str());
+        }
+        QVERIFY(QDir::setCurrent(before));
+    }
+
     void smearImportIsLinkedAndRuns()
     {
         QTemporaryDir dir;
