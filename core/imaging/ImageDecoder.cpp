@@ -1,5 +1,7 @@
 #include "imaging/ImageDecoder.h"
 
+#include "imaging/DecoderMessages.h"
+
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
@@ -399,15 +401,21 @@ Result<DecodedImage> decodeImageBuffer(const std::vector<uint8_t> &bytes,
                      "before its end-of-image marker (file truncated?)");
     }
 
+    // What the codec prints on std::cerr goes into this file's reason, not onto the terminal.
+    DecoderMessages messages;
     try {
         // IMREAD_UNCHANGED is -1, so OR-ing IMREAD_IGNORE_ORIENTATION into it would be a
         // no-op; OpenCV already skips EXIF rotation for exactly IMREAD_UNCHANGED.
         const cv::Mat mat = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
         if (mat.empty() || mat.dims != 2)
-            return undecodable(header, nameForMessages, {});
+            return undecodable(header, nameForMessages,
+                               messages.summary().empty() ? std::string() : "decoder: " + messages.summary());
         if (auto err = checkDimensions(mat.cols, mat.rows, limits))
             return *err;
-        return convertMat(mat, header);
+        auto decoded = convertMat(mat, header);
+        if (decoded && !messages.summary().empty())
+            decoded->info.notes.push_back("decoder warning: " + messages.summary());
+        return decoded;
     } catch (const cv::Exception &e) {
         return undecodable(header, nameForMessages, "decoder error: " + e.msg);
     } catch (const std::bad_alloc &) {

@@ -10,6 +10,9 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include <cstdint>
+#include <cstdio>
+#include <fcntl.h>
+#include <unistd.h>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -152,6 +155,7 @@ private slots:
     void tiffDecodes();
     void floatTiffRejected();
     void decodeBufferMatchesFile();
+    void truncatedTiffMessagesGoIntoTheReason();
 
 private:
     QString path(const QString &name) const { return m_dir.filePath(name); }
@@ -667,6 +671,73 @@ void TestImageDecoder::decodeBufferMatchesFile()
     QVERIFY2(fromBuf.ok(), fromBuf.message().c_str());
     QCOMPARE(fromBuf->image.pixels, fromFile->image.pixels);
     verifyMatchesBgr(m_bgr, *fromBuf);
+}
+
+// A baseline TIFF (IFD first, uncompressed RGB strips after it) cut off in its pixel data: the
+// header is valid, so the codec runs and fails. OpenCV prints its complaint on std::cerr;
+// it must end up in the reason, and nothing may reach the terminal (fd 2).
+static QByteArray baselineTiff(int w, int h, int rowsPerStrip)
+{
+    const int strips = (h + rowsPerStrip - 1) / rowsPerStrip, entries = 11;
+    const uint32_t offsetsAt = 8 + 2 + entries * 12 + 4, countsAt = offsetsAt + 4 * strips,
+                   bpsAt = countsAt + 4 * strips, dataAt = bpsAt + 6, stripBytes = uint32_t(w * 3 * rowsPerStrip);
+    QByteArray out("II*\0", 4);
+    auto u16 = [&](uint16_t v) { out.append(char(v & 0xff)).append(char(v >> 8)); };
+    auto u32 = [&](uint32_t v) { u16(uint16_t(v & 0xffff)); u16(uint16_t(v >> 16)); };
+    auto shortEntry = [&](uint16_t tag, uint16_t v) { u16(tag); u16(3); u32(1); u16(v); u16(0); };
+    auto longEntry = [&](uint16_t tag, uint16_t type, uint32_t count, uint32_t v) { u16(tag); u16(type); u32(count); u32(v); };
+    u32(8);
+    u16(entries);
+    shortEntry(256, uint16_t(w));
+    shortEntry(257, uint16_t(h));
+    longEntry(258, 3, 3, bpsAt);
+    shortEntry(259, 1);
+    shortEntry(262, 2);
+    longEntry(273, 4, uint32_t(strips), offsetsAt);
+    shortEntry(277, 3);
+    shortEntry(278, uint16_t(rowsPerStrip));
+    longEntry(279, 4, uint32_t(strips), countsAt);
+    shortEntry(284, 1);
+    shortEntry(339, 1);
+    u32(0);
+    for (int i = 0; i < strips; ++i)
+        u32(dataAt + uint32_t(i) * stripBytes);
+    for (int i = 0; i < strips; ++i)
+        u32(stripBytes);
+    u16(8); u16(8); u16(8);
+    for (int i = 0; i < w * h * 3; ++i)
+        out.append(char((i * 7) & 0xff));
+    return out;
+}
+
+void TestImageDecoder::truncatedTiffMessagesGoIntoTheReason()
+{
+    const QByteArray whole = baselineTiff(300, 200, 20);
+    const std::vector<uint8_t> full(whole.begin(), whole.end());
+    auto ok = decodeImageBuffer(full, "whole.tif");
+    QVERIFY2(ok.ok(), ok.message().c_str());
+    QCOMPARE(ok->image.width, 300);
+
+    const std::vector<uint8_t> cut(whole.begin(), whole.begin() + 60000);
+    QTemporaryDir dir;
+    const QString errPath = dir.filePath("stderr.txt");
+    std::fflush(stderr);
+    const int saved = dup(2);
+    const int file = open(errPath.toLocal8Bit().constData(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    QVERIFY(saved >= 0 && file >= 0);
+    dup2(file, 2);
+    auto bad = decodeImageBuffer(cut, "cut.tif");
+    std::fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(file);
+    QVERIFY(!bad.ok());
+    QVERIFY2(bad.message().find("TIFF") != std::string::npos, bad.message().c_str());
+    QVERIFY2(bad.message().find("decoder: ") != std::string::npos, bad.message().c_str()); // OpenCV's own words
+    QFile printed(errPath);
+    QVERIFY(printed.open(QIODevice::ReadOnly));
+    const QByteArray leaked = printed.readAll();
+    QVERIFY2(leaked.isEmpty(), leaked.constData());
 }
 
 QTEST_APPLESS_MAIN(TestImageDecoder)
