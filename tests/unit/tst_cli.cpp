@@ -2,10 +2,14 @@
 // with good. Checks exit codes, that every failure names its file, and the exported files.
 
 #include "io/NpyWriter.h"
+#include "store/Sqlite.h"
 
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
+#include <QDir>
 #include <QFile>
+#include <QFileInfo>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
@@ -24,13 +28,21 @@ struct Run {
     QString out, err;
 };
 
+// A command that takes a few seconds idle can take minutes on a busy machine: the limit only
+// catches a hang.
 Run runCli(const QStringList &args)
 {
     QProcess p;
     p.start(kCli, args);
-    if (!p.waitForFinished(120000))
-        qFatal("cytosae did not finish");
+    if (!p.waitForFinished(900000))
+        qFatal("cytosae %s did not finish within 15 minutes", qPrintable(args.join(' ')));
     return {p.exitCode(), QString::fromUtf8(p.readAllStandardOutput()), QString::fromUtf8(p.readAllStandardError())};
+}
+
+QByteArray fileBytes(const QString &path)
+{
+    QFile f(path);
+    return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
 }
 } // namespace
 
@@ -238,6 +250,76 @@ private slots:
         Run other = runCli(tiny);
         QCOMPARE(other.code, 1);
         QVERIFY2(other.err.contains(work) && other.err.contains("other options"), qPrintable(other.err));
+    }
+
+    // Exit status 1 whenever something failed; a damaged project is refused by every command,
+    // never changed, and `check` says what is damaged.
+    void exitStatusAndDamagedProjects()
+    {
+        QTemporaryDir dir;
+        const QString images = dir.filePath("cells"), project = dir.filePath("p.cyto");
+        QVERIFY(QDir().mkpath(images + "/blast"));
+        for (int i = 0; i < 3; ++i) {
+            cv::Mat m(120, 144, CV_8UC3, cv::Scalar(40 * i, 120, 200));
+            cv::circle(m, {72, 60}, 30, cv::Scalar(120, 40, 90), -1);
+            QVERIFY(cv::imwrite(images.toStdString() + "/blast/c" + std::to_string(i) + ".png", m));
+        }
+        QFile bad(images + "/blast/broken.png");
+        QVERIFY(bad.open(QIODevice::WriteOnly));
+        bad.write("\x89PNG\r\n\x1a\n not really");
+        bad.close();
+        Run imported = runCli({"import", project, images});
+        QCOMPARE(imported.code, 1); // one file rejected
+        QVERIFY2(imported.err.contains("broken.png"), qPrintable(imported.err));
+        QVERIFY2(imported.out.contains("3 added") && imported.out.contains("1 rejected"), qPrintable(imported.out));
+        QVERIFY(QFile::remove(images + "/blast/broken.png"));
+        Run clean = runCli({"import", project, images}); // nothing failed this time
+        QCOMPARE(clean.code, 0);
+        Run run = runCli({"run", project, "--vit", kVit, "--sae", kSae, "--precision", "fp32"});
+        QVERIFY2(run.code == 0, qPrintable(run.err));
+        Run stats = runCli({"stats", project});
+        QCOMPARE(stats.code, 0);
+        Run intact = runCli({"check", project});
+        QCOMPARE(intact.code, 0);
+        QVERIFY2(intact.out.contains("intact"), qPrintable(intact.out));
+
+        // Overwrite the image table's root page, as a failing disk would. The CLI closed the
+        // project, so its WAL is merged into the file.
+        int64_t root = 0;
+        {
+            auto db = cytosae::store::Database::open(project.toStdString(), cytosae::store::Database::Mode::ReadOnly);
+            QVERIFY(db.ok());
+            root = *db->queryInt("SELECT rootpage FROM sqlite_master WHERE name = 'image'");
+        }
+        QVERIFY(!QFile::exists(project + "-wal") || QFileInfo(project + "-wal").size() == 0);
+        {
+            QFile f(project);
+            QVERIFY(f.open(QIODevice::ReadWrite));
+            f.seek((root - 1) * 4096);
+            f.write(QByteArray(4096, '\xab'));
+        }
+        const QByteArray damaged = fileBytes(project);
+        Run badStats = runCli({"stats", project});
+        QCOMPARE(badStats.code, 1);
+        QVERIFY2(badStats.err.contains("damaged") && badStats.err.contains("cytosae check"), qPrintable(badStats.err));
+        QVERIFY2(!badStats.out.contains("-1"), qPrintable(badStats.out)); // never a made-up count
+        Run badRun = runCli({"run", project, "--vit", kVit, "--sae", kSae, "--precision", "fp32"});
+        QCOMPARE(badRun.code, 1);
+        QVERIFY2(badRun.err.contains("damaged"), qPrintable(badRun.err));
+        Run badImport = runCli({"import", project, images});
+        QCOMPARE(badImport.code, 1);
+        Run badLabel = runCli({"labels", "set", project, "--latent", "1", "--label", "nucleus", "--author", "t"});
+        QCOMPARE(badLabel.code, 1);
+        Run badTop = runCli({"top", project, "--latent", "1"});
+        QCOMPARE(badTop.code, 1);
+        QVERIFY(fileBytes(project) == damaged); // nothing was written
+        Run check = runCli({"check", project});
+        QCOMPARE(check.code, 1);
+        QVERIFY2(check.out.contains("DAMAGED") && check.out.contains("image") && check.out.contains("imported images"),
+                 qPrintable(check.out));
+        QVERIFY(fileBytes(project) == damaged);
+        QCOMPARE(runCli({"check"}).code, 2);
+        QCOMPARE(runCli({"check", dir.filePath("none.cyto")}).code, 1);
     }
 
     void wrongCheckpointFailsWithItsName()
