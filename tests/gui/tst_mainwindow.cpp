@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "DemoProject.h"
+#include "store/Sqlite.h"
 #include "common/CpuShare.h"
 #include "app/MainWindow.h"
 #include "app/SelectionModel.h"
@@ -77,6 +78,49 @@ private slots:
         QVERIFY(w.conceptBrowser()->filterModel()->rowCount() < 5);
         QVERIFY(!w.openProject(m_dir.filePath("missing.cyto")));
         QVERIFY(w.lastMessage().contains("not found"));
+    }
+
+    // A project damaged in the middle of a large table opens at once for reading; the
+    // background check finds the damage, the window says so, and nothing is written to it.
+    void damagedProjectIsShownButNeverWritten()
+    {
+        const QString copy = m_dir.filePath("damaged.cyto");
+        QFile::remove(copy);
+        QVERIFY(QFile::copy(m_project, copy));
+        int64_t root = 0;
+        {
+            auto db = cytosae::store::Database::open(copy.toStdString(), cytosae::store::Database::Mode::ReadOnly);
+            QVERIFY(db.ok());
+            root = *db->queryInt("SELECT rootpage FROM sqlite_master WHERE name = 'image_concept'");
+        }
+        {
+            QFile f(copy);
+            QVERIFY(f.open(QIODevice::ReadWrite));
+            f.seek((root - 1) * 4096);
+            f.write(QByteArray(4096, '\x5a'));
+        }
+        auto bytes = [&] {
+            QFile f(copy);
+            return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
+        };
+        const QByteArray before = bytes();
+        MainWindow w;
+        w.show();
+        QVERIFY(w.openProject(copy));
+        QTRY_VERIFY_WITH_TIMEOUT(w.session()->integrity() == ProjectSession::Integrity::Damaged, 60000);
+        QVERIFY2(w.lastMessage().contains("damaged") && w.lastMessage().contains("cytosae check"),
+                 qPrintable(w.lastMessage()));
+        QString error;
+        QVERIFY(w.session()->ledgerFor("dr.test", &error) == nullptr);
+        QVERIFY2(error.contains("damaged"), qPrintable(error));
+        w.close();
+        QVERIFY(bytes() == before);
+
+        // The intact project: the check passes and the ledger opens without a second check.
+        MainWindow ok;
+        QVERIFY(ok.openProject(m_project));
+        QTRY_VERIFY_WITH_TIMEOUT(ok.session()->integrity() == ProjectSession::Integrity::Intact, 60000);
+        QVERIFY(ok.session()->ledgerFor("dr.test", &error) != nullptr);
     }
 
     void conceptSelectionDrivesGalleryAndViewer()
