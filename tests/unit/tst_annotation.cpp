@@ -650,7 +650,7 @@ private slots:
             writers << p;
         }
         for (QProcess *p : writers) {
-            QVERIFY(p->waitForFinished(120000));
+            QVERIFY(p->waitForFinished(600000));
             QVERIFY2(p->exitCode() == 0, p->readAllStandardError().constData());
         }
         ProjectDb db = mustOpen(file);

@@ -254,17 +254,17 @@ private slots:
         QProcess cli;
         cli.start(kCli, {"embed", "--device", "cuda", "--vit", QString::fromStdString(kVit), "--sae",
                          QString::fromStdString(kSae), kFix + "images/img0_rgb_224x224.png"});
-        QVERIFY(cli.waitForFinished(60000));
+        QVERIFY(cli.waitForFinished(600000));
         QCOMPARE(cli.exitCode(), 1);
         QVERIFY(cli.readAllStandardError().contains("use --device auto or cpu"));
         // auto: the CPU, and the device is printed.
         cli.start(kCli, {"embed", "--device", "auto", "--vit", QString::fromStdString(kVit), "--sae",
                          QString::fromStdString(kSae), kFix + "images/img0_rgb_224x224.png"});
-        QVERIFY(cli.waitForFinished(60000));
+        QVERIFY(cli.waitForFinished(600000));
         QCOMPARE(cli.exitCode(), 0);
         QVERIFY(cli.readAllStandardOutput().contains("on cpu ("));
         cli.start(kCli, {"--version"});
-        QVERIFY(cli.waitForFinished(60000));
+        QVERIFY(cli.waitForFinished(600000));
         QVERIFY(cli.readAllStandardOutput().contains("CPU only"));
     }
 };

@@ -337,7 +337,7 @@ private slots:
         }
         QProcess resume;
         resume.start(kCli, args);
-        QVERIFY(resume.waitForFinished(300000));
+        QVERIFY(resume.waitForFinished(900000));
         QCOMPARE(resume.exitCode(), 0);
         QVERIFY2(QString::fromUtf8(resume.readAllStandardOutput()).contains("(resumed)"), "not resumed");
         store::ProjectDb db = openDb(project);

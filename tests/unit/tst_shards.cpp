@@ -39,7 +39,7 @@ Run cli(const QStringList &args)
 {
     QProcess p;
     p.start(kCli, args);
-    if (!p.waitForFinished(300000))
+    if (!p.waitForFinished(900000))
         qFatal("cytosae did not finish");
     return {p.exitCode(), QString::fromUtf8(p.readAllStandardOutput()), QString::fromUtf8(p.readAllStandardError())};
 }
@@ -143,7 +143,7 @@ private slots:
                                                                        "--shard-db", m_shards.back()});
         }
         for (auto &p : procs) {
-            QVERIFY(p->waitForFinished(300000));
+            QVERIFY(p->waitForFinished(900000));
             QVERIFY2(p->exitCode() == 0, p->readAllStandardError().constData());
             QVERIFY(p->readAllStandardOutput().contains("on cpu"));
         }
