@@ -28,13 +28,16 @@ for f in "$PROJECT" "$VIT" "$SAE"; do
     [ -f "$f" ] || { echo "$f: file not found" >&2; exit 1; }
 done
 
-vars="ALL,PROJECT=$PROJECT,VIT=$VIT,SAE=$SAE,SHARDS=$SHARDS,SHARD_DIR=$SHARD_DIR"
+# The jobs get the settings through the environment and plain --export=ALL: naming variables in
+# --export (ALL,PROJECT=...) makes Slurm also load the user's login environment (su - USER) into
+# every job, as --get-user-env does.
+export PROJECT VIT SAE SHARDS SHARD_DIR
 # shellcheck disable=SC2086 # the option variables are meant to split into words
-array=$(sbatch --parsable --array=1-"$SHARDS" --export="$vars" ${SBATCH_SHARD_OPTIONS:-} \
+array=$(sbatch --parsable --array=1-"$SHARDS" --export=ALL ${SBATCH_SHARD_OPTIONS:-} \
     "$here/cytosae-shards.sbatch")
 array=${array%%;*} # "jobid;cluster" on multi-cluster sites
 # shellcheck disable=SC2086
-merge=$(sbatch --parsable --dependency=afterok:"$array" --kill-on-invalid-dep=yes --export="$vars" ${SBATCH_MERGE_OPTIONS:-} \
+merge=$(sbatch --parsable --dependency=afterok:"$array" --kill-on-invalid-dep=yes --export=ALL ${SBATCH_MERGE_OPTIONS:-} \
     "$here/cytosae-merge.sbatch")
 echo "submitted shards as job array $array (1-$SHARDS) and the merge as job ${merge%%;*}"
 echo "shard databases: $SHARD_DIR; watch with: squeue -j $array,${merge%%;*}"
