@@ -531,19 +531,15 @@ int analyzeCommand(int argc, char **argv)
             return fail(t.message());
         cohortOptions.latentThresholds = std::move(t.value());
     } else if (!args.has("--threshold")) {
-        // Thresholds validated by precision checks (cytosae labels tasks) for these models.
-        store::AnnotationDb ledger(db);
-        auto hashes = ledger.hashesOfRun(ctx.run.id);
-        auto validated = hashes ? ledger.validatedThresholds(*hashes) : Result<std::map<std::string, double>>(hashes.error());
-        if (validated && !validated->empty()) {
-            int used = 0;
-            for (const auto &[key, t] : *validated)
-                if (auto ref = store::ConceptRef::parse(key); ref && !ref->isGroup()) {
-                    cohortOptions.latentThresholds[ref->latent] = t;
-                    ++used;
-                }
+        // Thresholds validated by precision checks (cytosae labels tasks) for these models: the
+        // same defaults as the explorer's Patient view.
+        int used = 0;
+        auto defaults = analysis::defaultCohortOptions(db, ctx.run, &used);
+        if (!defaults)
+            return fail(defaults.message());
+        cohortOptions.latentThresholds = std::move(defaults->latentThresholds);
+        if (used > 0)
             std::printf("note: %d concepts use their validated threshold from the label ledger\n", used);
-        }
     }
     auto cohort = analysis::loadCohort(db, ctx.run, cohortOptions);
     if (!cohort)

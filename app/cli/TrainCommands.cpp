@@ -168,7 +168,8 @@ const char *kDemoHelp =
     "  --patients-per-group N   (default 8)\n"
     "  --cells N                cells per patient (default 40)\n"
     "  --vit FILE --sae FILE    other models (default: the bundled demo model)\n"
-    "  --seed N                 cohort seed (default 2024)\n";
+    "  --seed N                 cohort seed (default 2024)\n"
+    "  --threads N              CPU threads for the model (default: as many cores as are free)\n";
 
 } // namespace
 

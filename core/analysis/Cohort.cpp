@@ -1,5 +1,7 @@
 #include "analysis/Cohort.h"
 
+#include "store/AnnotationDb.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -13,6 +15,24 @@ long Cohort::indexOf(const std::string &code) const
         if (patients[i].code == code)
             return long(i);
     return -1;
+}
+
+Result<CohortOptions> defaultCohortOptions(store::ProjectDb &db, const store::RunRecord &run, int *validated)
+{
+    CohortOptions options;
+    store::AnnotationDb ledger(db);
+    auto hashes = ledger.hashesOfRun(run.id);
+    if (!hashes)
+        return hashes.error();
+    auto thresholds = ledger.validatedThresholds(*hashes);
+    if (!thresholds)
+        return thresholds.error();
+    for (const auto &[key, t] : *thresholds)
+        if (auto ref = store::ConceptRef::parse(key); ref && !ref->isGroup())
+            options.latentThresholds[ref->latent] = t;
+    if (validated)
+        *validated = int(options.latentThresholds.size());
+    return options;
 }
 
 Result<Cohort> loadCohort(store::ProjectDb &db, const store::RunRecord &run, const CohortOptions &options)

@@ -62,6 +62,11 @@ struct Cohort {
     long indexOf(const std::string &code) const;
 };
 
+// What `cytosae analyze` and the explorer use unless told otherwise: the run's threshold, and
+// for every latent with a threshold validated by a precision check (label ledger, same model
+// files) that threshold. `validated` (optional) receives how many latents have one.
+Result<CohortOptions> defaultCohortOptions(store::ProjectDb &db, const store::RunRecord &run, int *validated = nullptr);
+
 // Reads every accepted cell of the run in one query. Patients without cells are noted and
 // left out; so are cells without a patient.
 Result<Cohort> loadCohort(store::ProjectDb &db, const store::RunRecord &run, const CohortOptions &options = {});

@@ -3,6 +3,7 @@
 // viewer controls, a run in the background that keeps the GUI responsive and can be
 // cancelled, and every item model through QAbstractItemModelTester.
 
+#include <QProcess>
 #include <ctime>
 
 #include "DemoProject.h"
@@ -78,6 +79,49 @@ private slots:
         QVERIFY(w.conceptBrowser()->filterModel()->rowCount() < 5);
         QVERIFY(!w.openProject(m_dir.filePath("missing.cyto")));
         QVERIFY(w.lastMessage().contains("not found"));
+    }
+
+    // One statistic everywhere: the Patient dock lists what `cytosae analyze patient-specific`
+    // writes for the same patient, row for row (latent, fraction, cohort median, score).
+    void patientDockShowsWhatAnalyzeWrites()
+    {
+        MainWindow w;
+        w.show();
+        QVERIFY(w.openProject(m_project));
+        const auto patients = w.session()->patients();
+        QVERIFY(patients.size() >= 2);
+        const auto &patient = patients[1];
+        auto *table = w.findChild<QTableWidget *>("patientConcepts");
+        QVERIFY(table);
+        w.selection()->setPatient(patient.id);
+        QTRY_VERIFY_WITH_TIMEOUT(table->rowCount() > 0, 60000);
+
+        QTemporaryDir out;
+        QProcess cli;
+        cli.start(QStringLiteral(CYTOSAE_BINARY_DIR "/app/cli/cytosae"),
+                  {"analyze", m_project, "patient-specific", QString::fromStdString(patient.code), "--top", "50",
+                   "--cells", "0", "--out", out.path()});
+        QVERIFY(cli.waitForFinished(600000));
+        QVERIFY2(cli.exitCode() == 0, cli.readAllStandardError().constData());
+        QFile csv(out.filePath("patient_specific.csv"));
+        QVERIFY(csv.open(QIODevice::ReadOnly));
+        const QList<QByteArray> header = csv.readLine().trimmed().split(',');
+        const int latentCol = int(header.indexOf("latent")), fractionCol = int(header.indexOf("fraction")),
+                  medianCol = int(header.indexOf("reference_median")), scoreCol = int(header.indexOf("score"));
+        QVERIFY(latentCol >= 0 && fractionCol >= 0 && medianCol >= 0 && scoreCol >= 0);
+        int row = 0;
+        while (!csv.atEnd()) {
+            const QList<QByteArray> f = csv.readLine().trimmed().split(',');
+            if (f.size() < header.size())
+                continue;
+            QVERIFY2(row < table->rowCount(), "the dock lists fewer concepts than analyze");
+            QCOMPARE(table->item(row, 0)->text(), QString(f[latentCol]));
+            QCOMPARE(table->item(row, 1)->text(), QString::number(f[fractionCol].toDouble() * 100, 'f', 1) + " %");
+            QCOMPARE(table->item(row, 2)->text(), QString::number(f[medianCol].toDouble() * 100, 'f', 1) + " %");
+            QCOMPARE(table->item(row, 3)->text(), QString::number(f[scoreCol].toDouble(), 'f', 2));
+            ++row;
+        }
+        QVERIFY2(row >= 5, "analyze wrote too few concepts to compare");
     }
 
     // A project damaged in the middle of a large table opens at once for reading; the

@@ -58,6 +58,11 @@ private slots:
         Run h = runCli({"embed", "--help"});
         QCOMPARE(h.code, 0);
         QVERIFY(h.out.contains("--npy DIR"));
+        // Every option a command accepts is in its --help.
+        Run demoHelp = runCli({"demo", "--help"});
+        QCOMPARE(demoHelp.code, 0);
+        for (const char *option : {"--patients-per-group", "--cells", "--vit", "--sae", "--seed", "--threads"})
+            QVERIFY2(demoHelp.out.contains(option), option);
         Run bad = runCli({"embed", "--frobnicate"});
         QCOMPARE(bad.code, 2);
         QVERIFY(bad.err.contains("unknown option --frobnicate"));

@@ -1,10 +1,16 @@
 #include "app/ProjectSession.h"
 
+#include "analysis/Cohort.h"
+
 #include <QtConcurrent/QtConcurrent>
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <mutex>
 #include <unordered_map>
+
+namespace analysis = cytosae::analysis;
 
 namespace {
 
@@ -110,6 +116,7 @@ void ProjectSession::setIntegrity(Integrity state, const QString &problems)
 
 void ProjectSession::refresh()
 {
+    m_cohortCache = std::make_shared<CohortCache>(); // a run may have added results
     auto patients = m_db->patients();
     m_patients = patients ? QVector<store::PatientRecord>(patients->begin(), patients->end())
                           : QVector<store::PatientRecord>();
@@ -416,67 +423,57 @@ QFuture<ConceptDistribution> ProjectSession::loadDistribution(int latent) const
     });
 }
 
+struct ProjectSession::CohortCache {
+    std::mutex mutex;
+    int64_t runId = 0;
+    std::map<int32_t, double> thresholds;
+    std::shared_ptr<const analysis::Cohort> cohort;
+};
+
 QFuture<QVector<PatientConcept>> ProjectSession::loadPatientConcepts(qint64 patientId) const
 {
     const QString path = m_path;
-    const qint64 runId = m_run ? m_run->id : 0;
-    const store::ModelHashes hashes = m_hashes;
-    return QtConcurrent::run([path, runId, patientId, hashes]() {
+    const std::optional<store::RunRecord> run = m_run;
+    const std::shared_ptr<CohortCache> cache = m_cohortCache;
+    return QtConcurrent::run([path, run, patientId, cache]() {
         QVector<PatientConcept> out;
         auto db = openReadOnly(path);
-        if (!db || !runId)
+        if (!db || !run)
             return out;
-        auto pts = db->patients();
-        if (!pts)
+        // The same options, cohort and statistic as `cytosae analyze patient-specific`.
+        auto options = analysis::defaultCohortOptions(*db, *run);
+        if (!options)
             return out;
-        // Concepts with a threshold validated by a precision check use it; the rest the run's.
-        std::unordered_map<int32_t, float> thresholds;
-        if (auto validated = store::AnnotationDb(*db).validatedThresholds(hashes))
-            for (const auto &[key, t] : *validated)
-                if (auto ref = store::ConceptRef::parse(key); ref && !ref->isGroup())
-                    thresholds[ref->latent] = float(t);
-        // Per-cell-normalised frequencies of every patient (the fixed barcode of REFERENCE.md).
-        std::unordered_map<int32_t, double> mine;
-        std::unordered_map<int32_t, std::pair<double, double>> others; // sum, sum of squares
-        int otherPatients = 0;
-        for (const auto &p : *pts) {
-            int64_t cells = 0;
-            auto fp = db->patientFingerprint(runId, p.id, &cells, thresholds);
-            if (!fp || cells == 0)
-                continue;
-            if (p.id == patientId) {
-                for (const auto &e : *fp)
-                    mine[e.latent] = e.fraction;
-            } else {
-                ++otherPatients;
-                for (const auto &e : *fp) {
-                    auto &o = others[e.latent];
-                    o.first += e.fraction;
-                    o.second += e.fraction * e.fraction;
-                }
-            }
+        std::shared_ptr<const analysis::Cohort> cohort;
+        {
+            std::lock_guard<std::mutex> lock(cache->mutex);
+            if (cache->cohort && cache->runId == run->id && cache->thresholds == options->latentThresholds)
+                cohort = cache->cohort;
         }
-        std::unordered_map<int32_t, bool> keys;
-        for (const auto &[l, v] : mine)
-            keys[l] = true;
-        for (const auto &[l, v] : others)
-            keys[l] = true;
-        for (const auto &[l, unused] : keys) {
-            PatientConcept c;
-            c.latent = l;
-            auto m = mine.find(l);
-            c.patientFraction = m == mine.end() ? 0 : m->second;
-            auto o = others.find(l);
-            if (otherPatients > 0 && o != others.end()) {
-                c.cohortFraction = o->second.first / otherPatients;
-                c.cohortSd = std::sqrt(std::max(0.0, o->second.second / otherPatients - c.cohortFraction * c.cohortFraction));
-            }
-            // The 0.05 floor keeps concepts seen in one or two cells of a small cohort from
-            // outranking large, consistent differences.
-            c.score = (c.patientFraction - c.cohortFraction) / (c.cohortSd + 0.05);
-            out.push_back(c);
+        if (!cohort) {
+            auto loaded = analysis::loadCohort(*db, *run, *options);
+            if (!loaded)
+                return out;
+            cohort = std::make_shared<const analysis::Cohort>(std::move(loaded.value()));
+            std::lock_guard<std::mutex> lock(cache->mutex);
+            cache->runId = run->id;
+            cache->thresholds = options->latentThresholds;
+            cache->cohort = cohort;
         }
-        std::sort(out.begin(), out.end(), [](const auto &a, const auto &b) { return a.score > b.score; });
+        long index = -1;
+        for (size_t i = 0; i < cohort->size(); ++i)
+            if (cohort->patients[i].id == patientId)
+                index = long(i);
+        if (index < 0)
+            return out;
+        analysis::PatientSpecificOptions opt;
+        opt.top = 0; // every latent: the table shows the first, the scatter all of them
+        auto found = analysis::patientSpecific(*cohort, size_t(index), opt);
+        if (!found)
+            return out;
+        out.reserve(int(found->size()));
+        for (const auto &c : *found)
+            out.push_back({c.latent, c.fraction, c.ci.lo, c.ci.hi, c.referenceMedian, c.referenceMad, c.score});
         return out;
     });
 }

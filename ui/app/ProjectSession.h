@@ -55,12 +55,14 @@ struct ConceptDistribution {
     float maxPatchP99 = 1.f; // the concept's fixed overlay scale
 };
 
+// One row of `cytosae analyze patient-specific` (analysis::patientSpecific), for the dock.
 struct PatientConcept {
     int latent = 0;
     double patientFraction = 0;
-    double cohortFraction = 0; // mean over the other patients
-    double cohortSd = 0;
-    double score = 0;          // (patient - cohort) / (sd + 0.05): how far outside the cohort
+    double ciLow = 0, ciHigh = 0; // Wilson 95 % of the patient's fraction
+    double cohortMedian = 0;      // over the other patients
+    double cohortMad = 0;         // scaled by 1.4826
+    double score = 0;             // robust score; rows come strongest |score| first
 };
 
 class ProjectSession {
@@ -90,6 +92,9 @@ public:
     // Many rows: on a pool thread with its own connection.
     QFuture<QVector<ConceptRow>> loadConcepts() const;
     QFuture<ConceptDistribution> loadDistribution(int latent) const;
+    // Patient-specific concepts exactly as `cytosae analyze patient-specific` computes them
+    // (core/analysis, default thresholds), every latent the patient or its reference shows,
+    // strongest |score| first. The cohort is loaded once per run and kept.
     QFuture<QVector<PatientConcept>> loadPatientConcepts(qint64 patientId) const;
     // Gallery items (path, caption, the latent's patch grid for the overlay) of a concept's
     // strongest cells, or of cells sampled across its activation quantiles.
@@ -135,6 +140,9 @@ private:
     store::ModelHashes m_hashes;
     std::optional<store::RunRecord> m_run;
     QVector<store::PatientRecord> m_patients;
+    // The run's cohort counts, shared with the pool threads that load the Patient view.
+    struct CohortCache;
+    std::shared_ptr<CohortCache> m_cohortCache;
     Integrity m_integrity = Integrity::Unchecked;
     QString m_integrityProblems;
     QString m_upgradeBackup;

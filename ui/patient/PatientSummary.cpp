@@ -21,14 +21,18 @@ PatientSummary::PatientSummary(SelectionModel *selection, QWidget *parent) : QWi
     m_plot = new QCustomPlot(this);
     m_plot->setObjectName(QStringLiteral("patientPlot"));
     m_plot->setMinimumHeight(200);
-    m_plot->xAxis->setLabel(tr("fraction of cells, other patients (mean)"));
+    m_plot->xAxis->setLabel(tr("fraction of cells, other patients (median)"));
     m_plot->yAxis->setLabel(tr("fraction of this patient's cells"));
     m_plot->setInteractions(QCP::iSelectPlottables);
     m_concepts = new QTableWidget(0, 4, this);
     m_concepts->setObjectName(QStringLiteral("patientConcepts"));
     m_concepts->setHorizontalHeaderLabels({tr("Latent"), tr("Patient"), tr("Cohort"), tr("Score")});
-    m_concepts->horizontalHeaderItem(3)->setToolTip(tr("(patient − cohort mean) / (cohort SD + 0.05): how far the "
-                                                        "patient lies outside the other patients"));
+    m_concepts->horizontalHeaderItem(1)->setToolTip(tr("fraction of this patient's cells in which the concept is "
+                                                        "active (Wilson 95 % interval in the cell's tooltip)"));
+    m_concepts->horizontalHeaderItem(2)->setToolTip(tr("median fraction over the other patients"));
+    m_concepts->horizontalHeaderItem(3)->setToolTip(
+        tr("(patient − cohort median) / √(MAD² + SE²), MAD scaled by 1.4826 and SE the patient's own binomial "
+           "error: the statistic of 'cytosae analyze patient-specific', strongest |score| first"));
     m_concepts->verticalHeader()->hide();
     m_concepts->setEditTriggers(QAbstractItemView::NoEditTriggers);
     m_concepts->setSelectionBehavior(QAbstractItemView::SelectRows);
@@ -114,10 +118,12 @@ void PatientSummary::showConcepts(const QVector<PatientConcept> &concepts)
     for (int i = 0; i < m_shown.size(); ++i) {
         const auto &c = m_shown[i];
         const QString cells[] = {QString::number(c.latent), QString::number(c.patientFraction * 100, 'f', 1) + " %",
-                                 QString::number(c.cohortFraction * 100, 'f', 1) + " %", QString::number(c.score, 'f', 1)};
+                                 QString::number(c.cohortMedian * 100, 'f', 1) + " %", QString::number(c.score, 'f', 2)};
         for (int col = 0; col < 4; ++col) {
             auto *item = new QTableWidgetItem(cells[col]);
             item->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
+            if (col == 1)
+                item->setToolTip(tr("95 % interval %1 – %2 %").arg(c.ciLow * 100, 0, 'f', 1).arg(c.ciHigh * 100, 0, 'f', 1));
             m_concepts->setItem(i, col, item);
         }
     }
@@ -126,7 +132,7 @@ void PatientSummary::showConcepts(const QVector<PatientConcept> &concepts)
     QVector<double> x, y, hx, hy;
     QVector<int> ids, hids;
     for (int i = 0; i < concepts.size(); ++i) {
-        (i < 10 ? hx : x).push_back(concepts[i].cohortFraction);
+        (i < 10 ? hx : x).push_back(concepts[i].cohortMedian);
         (i < 10 ? hy : y).push_back(concepts[i].patientFraction);
         (i < 10 ? hids : ids).push_back(concepts[i].latent);
     }
