@@ -30,6 +30,9 @@
 #include <QTableWidget>
 #include <QTemporaryDir>
 #include <QUndoStack>
+#include <QProcess>
+#include <QRegularExpression>
+#include <QDate>
 #include <QtTest>
 
 namespace {
@@ -206,7 +209,25 @@ private slots:
             QVERIFY(review->candidates()[i - 1].value >= review->candidates()[i].value);
         QCOMPARE(review->candidateModel()->rowCount(), n);
         QVERIFY(review->cellView()->hasOverlay());
-        QVERIFY(review->exemplarModel()->rowCount() >= 0);
+        // Reference exemplars: the concept's strongest cells of other patients, none of them a
+        // candidate of this one.
+        QTRY_VERIFY(review->exemplarModel()->rowCount() > 0);
+        QVERIFY(review->exemplarModel()->rowCount() <= 8);
+        const QString reviewed = QString::fromStdString([&] {
+            for (const auto &p : w.session()->patients())
+                if (p.id == w.selection()->patientId())
+                    return p.code;
+            return std::string();
+        }());
+        QVERIFY(!reviewed.isEmpty());
+        for (int i = 0; i < review->exemplarModel()->rowCount(); ++i) {
+            const qint64 id = review->exemplarModel()->item(i).imageId;
+            auto info = w.session()->cell(id);
+            QVERIFY(info.has_value());
+            QVERIFY2(info->patient != reviewed, qPrintable(info->patient));
+            for (const auto &c : review->candidates())
+                QVERIFY(c.imageId != id);
+        }
 
         // The cell dock says why the open cell is flagged.
         auto *why = w.findChild<QLabel *>("whyFlagged");
@@ -247,6 +268,27 @@ private slots:
         QVERIFY(f.open(QIODevice::ReadOnly));
         QVERIFY(f.read(4) == "%PDF");
         QVERIFY(f.size() > 5000); // the cell images are in it
+        // Its text: the patient, every decision with its reviewer and time, the sign-off and
+        // the model provenance (the hashes the decisions are bound to).
+        QProcess pdfText;
+        pdfText.start("pdftotext", {"-layout", pdf, "-"});
+        QVERIFY2(pdfText.waitForFinished(60000) && pdfText.exitCode() == 0, "pdftotext (poppler-utils) failed");
+        // NFKC: the PDF's font turns "ff", "fi" into ligatures.
+        const QString report =
+            QString::fromUtf8(pdfText.readAllStandardOutput()).normalized(QString::NormalizationForm_KC).simplified();
+        QVERIFY2(report.contains(reviewed), qPrintable(report.left(400)));
+        QCOMPARE(report.count("Decision: CONFIRMED Reviewer: dr.review Time: "), 1);
+        QCOMPARE(report.count("Decision: REJECTED Reviewer: dr.review Time: "), n - 1);
+        QVERIFY(!report.contains("NOT REVIEWED"));
+        for (const auto &c : review->candidates())
+            QVERIFY2(report.contains(QString("Cell %1 ").arg(c.imageId)), qPrintable(QString::number(c.imageId)));
+        QVERIFY2(report.contains("signed off by dr.review"), qPrintable(report));
+        QVERIFY2(report.contains(QString::fromStdString(w.session()->modelHashes().vit.substr(0, 12))),
+                 qPrintable(report));
+        QVERIFY2(report.contains(QString::fromStdString(w.session()->modelHashes().sae.substr(0, 12))),
+                 qPrintable(report));
+        const QString today = QDate::currentDate().toString(Qt::ISODate);
+        QVERIFY2(report.count(today) >= n, qPrintable(report)); // each decision's time, and the sign-off's
 
         // The decisions are in the audit trail and in an export.
         w.auditView()->refresh();
