@@ -30,8 +30,8 @@ const char *kEmbedHelp =
     "  --sae FILE        SAE checkpoint (.pt)\n"
     "  --top K           concepts printed per image and latents kept per patch (default 10)\n"
     "  --json OUT        write per-image concepts and per-token top-K latents as JSON\n"
-    "  --npy DIR         write per image: preprocessed input, block residual and dense SAE\n"
-    "                    activations as NumPy .npy files\n"
+    "  --npy DIR         write per image: preprocessed input, block residual, dense SAE\n"
+    "                    activations and the SAE's reconstruction as NumPy .npy files\n"
     "  --batch N         images per batch (default 8)\n"
     "  --device D        auto | cpu | cuda (default auto)\n"
     "  --precision P     fp32 | bf16 | auto (default auto: bf16 where the CPU has avx512_bf16\n"
@@ -253,6 +253,8 @@ int embedCommand(int argc, char **argv)
                     st = io::writeNpyFloat32(base + "_resid.npy", a.residual.data(), {a.numTokens, sae.dIn});
                 if (st)
                     st = io::writeNpyFloat32(base + "_sae_latents.npy", a.denseLatents.data(), {a.numTokens, sae.dSae});
+                if (st)
+                    st = io::writeNpyFloat32(base + "_sae_recon.npy", a.reconstruction.data(), {a.numTokens, sae.dIn});
                 if (!st) {
                     failures.emplace_back(d.path, st.message());
                     std::fprintf(stderr, "error: %s: %s\n", d.path.c_str(), st.message().c_str());
@@ -260,6 +262,7 @@ int embedCommand(int argc, char **argv)
                 // The dense arrays are large (257 x 49152 floats for the real SAE): free them now.
                 d.act.inputPixels = {};
                 d.act.residual = {};
+                d.act.reconstruction = {};
                 d.act.denseLatents = {};
             }
             done.push_back(std::move(d));

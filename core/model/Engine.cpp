@@ -950,6 +950,7 @@ Result<std::vector<ImageActivations>> Engine::Impl::forwardAt(const at::Tensor &
     at::Tensor clsC = cls.defined() ? cls.to(torch::kCPU).to(torch::kFloat).contiguous() : at::Tensor();
     at::Tensor pixelsC = params.keepDense ? pixels.to(torch::kCPU).contiguous() : at::Tensor();
     at::Tensor residC = params.keepDense ? resid.to(torch::kCPU).contiguous() : at::Tensor();
+    at::Tensor reconC = params.keepDense ? (recon + sae.bDec()).to(torch::kCPU).contiguous() : at::Tensor();
     for (int64_t b = 0; b < batch; ++b) {
         ImageActivations &a = out[size_t(b)];
         a.reconError = relErr[b].item<float>();
@@ -960,6 +961,7 @@ Result<std::vector<ImageActivations>> Engine::Impl::forwardAt(const at::Tensor &
             a.inputPixels = toVector(pixelsC[b]);
             a.residual = toVector(residC[b]);
             a.denseLatents = toVector(denseAll.narrow(0, b * numTokens, numTokens));
+            a.reconstruction = toVector(reconC.narrow(0, b * numTokens, numTokens));
         }
     }
     return out;

@@ -89,7 +89,7 @@ struct EngineParams {
     int saeChunk = 4096;           // latents per encode chunk: bounds memory to tokens x chunk
     int numHeads = 0;              // 0: infer (head_dim 64, or 16 for tiny models)
     bool clsEmbedding = true;      // also run the last blocks + final norm for the CLS embedding
-    bool keepDense = false;        // keep input, residual and dense latents (for --npy export)
+    bool keepDense = false;        // keep input, residual, dense latents and reconstruction (--npy export)
 };
 
 // What Precision::Auto requires of bf16 against fp32 (the bounds).
@@ -138,6 +138,7 @@ struct ImageActivations {
     std::vector<float> inputPixels;  // [3, S, S]
     std::vector<float> residual;     // [numTokens, dIn]
     std::vector<float> denseLatents; // [numTokens, dSae]
+    std::vector<float> reconstruction; // [numTokens, dIn]: the SAE's x_hat (decoded active latents + b_dec)
 };
 
 class Engine {

@@ -7,6 +7,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <cstring>
+
 #include <QDir>
 #include <QFile>
 #include <QFileInfo>
@@ -166,6 +168,30 @@ private slots:
         const QByteArray all = ref.readAll();
         const QByteArray img1 = all.mid(3 * 224 * 224 * 4, 3 * 224 * 224 * 4);
         QCOMPARE(QByteArray(input->bytes.data(), int(input->bytes.size())), img1);
+        // An fp32 export holds the reference's residual, dense latents and reconstruction
+        // (image 1 of the golden batch), value by value.
+        Run exact = runCli({"embed", "--vit", kVit, "--sae", kSae, "--precision", "fp32", "--npy",
+                            dir.filePath("npy32"), good});
+        QCOMPARE(exact.code, 0);
+        const QList<QPair<QString, QPair<QString, int>>> arrays = {{"resid", {"resid_block_m2.bin", 257 * 32}},
+                                                                   {"sae_latents", {"sae_latents.bin", 257 * 256}},
+                                                                   {"sae_recon", {"sae_recon.bin", 257 * 32}}};
+        for (const auto &[name, golden] : arrays) {
+            auto npy = cytosae::io::readNpy(dir.filePath("npy32/000_img1_rgb_144x120_" + name + ".npy").toStdString());
+            QVERIFY2(npy.ok(), qPrintable(name));
+            QCOMPARE(int(npy->bytes.size()), golden.second * 4);
+            QFile goldenFile(kFix + "ref/" + golden.first);
+            QVERIFY(goldenFile.open(QIODevice::ReadOnly));
+            const QByteArray ref = goldenFile.readAll().mid(golden.second * 4, golden.second * 4); // image 1
+            QCOMPARE(ref.size(), golden.second * 4);
+            std::vector<float> got(size_t(golden.second)), want(size_t(golden.second));
+            std::memcpy(got.data(), npy->bytes.data(), got.size() * 4);
+            std::memcpy(want.data(), ref.constData(), want.size() * 4);
+            double worst = 0;
+            for (size_t i = 0; i < got.size(); ++i)
+                worst = std::max(worst, double(std::abs(got[i] - want[i])) / std::max(1.0, double(std::abs(want[i]))));
+            QVERIFY2(worst < 1e-4, qPrintable(name + ": " + QString::number(worst)));
+        }
     }
 
     // The README's main job, small: generate the demo cohort, run it through the bundled
