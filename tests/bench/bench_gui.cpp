@@ -9,6 +9,9 @@
 
 #include "app/MainWindow.h"
 #include "app/SelectionModel.h"
+#include "cohort/CohortModel.h"
+#include "concepts/ConceptBrowser.h"
+#include "concepts/ConceptTableModel.h"
 #include "gallery/GalleryModel.h"
 #include "viewer/CellView.h"
 #include "viewer/CellViewerPanel.h"
@@ -56,9 +59,19 @@ int main(int argc, char **argv)
         std::fprintf(stderr, "error: %s\n", qPrintable(w.lastMessage()));
         return 1;
     }
-    QApplication::processEvents();
+    // The clock stops when every view is filled: the cohort table has every patient and the
+    // concept table every latent of the run (it loads in the background).
+    const int latents = w.session()->hasRun() ? w.session()->run().dSae : 0;
+    const int patients = int(w.session()->patients().size());
+    while (open.elapsed() < 120000 && (w.cohortModel()->rowCount() < patients ||
+                                      w.conceptBrowser()->tableModel()->rowCount() < latents))
+        QApplication::processEvents(QEventLoop::AllEvents, 1);
     const double openMs = double(open.nsecsElapsed()) / 1e6;
-    settle(3000); // let the concept table and statistics load in the background
+    if (w.conceptBrowser()->tableModel()->rowCount() < latents) {
+        std::fprintf(stderr, "error: the concept table was not filled within 2 minutes\n");
+        return 1;
+    }
+    settle(1000); // statistics and the rest settle before the interaction timings
 
     // A cell to show; the synthetic project's files do not exist, so a stand-in image.
     auto *session = w.session();
