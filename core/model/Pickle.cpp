@@ -1,10 +1,32 @@
 #include "model/Pickle.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <sstream>
+#include <unordered_map>
 
 namespace cytosae::model {
+
+const std::vector<std::string> &checkpointGlobals()
+{
+    static const std::vector<std::string> names = {
+        // What torch.save writes for a state dict (DinoBloom-B, and CytoSAE's state_dict).
+        "collections.OrderedDict",
+        "torch._utils._rebuild_tensor_v2",
+        "torch.FloatStorage",
+        // CytoSAE's cfg object and the values in it.
+        "src.sae_training.config.ViTSAERunnerConfig",
+        "torch.device",
+        "torch.float32",
+        // The storage classes of the other float types the reader converts (REFERENCE.md:
+        // "map HalfStorage, BFloat16Storage, DoubleStorage too"): type tags, like FloatStorage.
+        "torch.DoubleStorage",
+        "torch.HalfStorage",
+        "torch.BFloat16Storage",
+    };
+    return names;
+}
 
 int scalarTypeSize(ScalarType type)
 {
@@ -81,7 +103,19 @@ bool isMutable(PyValue::Kind k)
 
 struct ParseError {
     std::string message;
+    std::string detail; // after the byte position: "<message> at byte N: <detail>"
 };
+
+// Text from the stream, fit for an error message.
+std::string printable(const std::string &text)
+{
+    std::string out;
+    for (char c : text.substr(0, 120))
+        out += (c >= 0x20 && c < 0x7f) ? c : '?';
+    if (text.size() > 120)
+        out += "...";
+    return out;
+}
 
 class Parser {
 public:
@@ -95,14 +129,40 @@ public:
         try {
             return loop();
         } catch (const ParseError &e) {
-            return Error(e.message + " at byte " + std::to_string(m_opStart));
+            return Error(e.message + " at byte " + std::to_string(m_opStart) +
+                         (e.detail.empty() ? "" : ": " + e.detail));
         } catch (const std::bad_alloc &) {
             return Error("out of memory while reading the pickle at byte " + std::to_string(m_opStart));
         }
     }
 
 private:
-    [[noreturn]] void fail(const std::string &msg) { throw ParseError{msg}; }
+    [[noreturn]] void fail(const std::string &msg, const std::string &detail = {}) { throw ParseError{msg, detail}; }
+
+    // Counts memory the values will take before it is taken (see PickleLimits::maxBytes).
+    void charge(size_t bytes)
+    {
+        if (bytes > m_limits.maxBytes - std::min(m_bytes, m_limits.maxBytes))
+            fail("the pickle needs more than " + std::to_string(m_limits.maxBytes >> 20) + " MB of memory",
+                 "far more than a checkpoint's pickle needs");
+        m_bytes += bytes;
+    }
+    static constexpr size_t kRefBytes = sizeof(PyRef);
+    static constexpr size_t kValueBytes = sizeof(PyValue) + 32; // with make_shared's control block
+
+    // A GLOBAL or STACK_GLOBAL: only the allow-listed names, anywhere in the stream.
+    PyRef global(const std::string &module, const std::string &name)
+    {
+        const std::string full = module + "." + name;
+        const auto &allowed = m_limits.allowedGlobals;
+        if (name.find('.') != std::string::npos || std::find(allowed.begin(), allowed.end(), full) == allowed.end())
+            fail("refusing global '" + printable(full) + "'",
+                 "not one of the names torch.save and the published checkpoints use");
+        PyRef g = make(PyValue::Kind::Global);
+        charge(full.size());
+        g->text = full;
+        return g;
+    }
 
     // ---- reading primitives ----
     const uint8_t *take(size_t n)
@@ -137,6 +197,7 @@ private:
         if (n > m_limits.maxStringBytes)
             fail("string of " + std::to_string(n) + " bytes exceeds the limit");
         const uint8_t *p = take(size_t(n));
+        charge(size_t(n));
         return std::string(reinterpret_cast<const char *>(p), size_t(n));
     }
     std::string line()
@@ -159,6 +220,7 @@ private:
     {
         if (++m_created > m_limits.maxItems)
             fail("too many values");
+        charge(kValueBytes);
         auto v = std::make_shared<PyValue>();
         v->kind = kind;
         v->serial = ++m_serial;
@@ -214,6 +276,7 @@ private:
     PyRef makeTuple(std::vector<PyRef> items)
     {
         PyRef t = make(PyValue::Kind::Tuple);
+        charge(items.size() * kRefBytes);
         for (auto &i : items)
             adopt(*t, i);
         t->items = std::move(items);
@@ -230,14 +293,17 @@ private:
     {
         if (index >= m_limits.maxMemo)
             fail("memo index " + std::to_string(index) + " out of range");
-        if (index >= m_memo.size())
+        if (index >= m_memo.size()) {
+            charge((size_t(index) + 1 - m_memo.size()) * kRefBytes);
             m_memo.resize(size_t(index) + 1);
+        }
         m_memo[size_t(index)] = top();
     }
     void memoGet(uint64_t index)
     {
         if (index >= m_memo.size() || !m_memo[size_t(index)])
             fail("memo index " + std::to_string(index) + " was never stored");
+        charge(kRefBytes);
         push(m_memo[size_t(index)]);
     }
 
@@ -247,28 +313,29 @@ private:
             fail("odd number of items for SETITEMS");
         if (target.kind != PyValue::Kind::Dict)
             fail("SETITEM on " + target.describe());
+        charge(kv.size() * kRefBytes);
         for (size_t i = 0; i < kv.size(); i += 2) {
             adopt(target, kv[i]);
             adopt(target, kv[i + 1]);
-            // Python dict semantics: a repeated key replaces the value.
-            bool replaced = false;
+            // Python dict semantics: a repeated key replaces the value. The string keys of
+            // each dict are indexed (by the dict's serial, never reused), so a dict of many
+            // keys costs linear time, not quadratic.
             if (kv[i]->kind == PyValue::Kind::String) {
-                for (auto &entry : target.dict) {
-                    if (entry.first->kind == PyValue::Kind::String && entry.first->text == kv[i]->text) {
-                        entry.second = kv[i + 1];
-                        replaced = true;
-                        break;
-                    }
+                charge(kv[i]->text.size() + 64);
+                auto [at, added] = m_dictKeys[target.serial].emplace(kv[i]->text, target.dict.size());
+                if (!added) {
+                    target.dict[at->second].second = kv[i + 1];
+                    continue;
                 }
             }
-            if (!replaced)
-                target.dict.emplace_back(kv[i], kv[i + 1]);
+            target.dict.emplace_back(kv[i], kv[i + 1]);
         }
     }
     void appendItems(PyValue &target, std::vector<PyRef> &items)
     {
         if (target.kind != PyValue::Kind::List)
             fail("APPEND on " + target.describe());
+        charge(items.size() * kRefBytes);
         for (auto &i : items) {
             adopt(target, i);
             target.items.push_back(i);
@@ -367,6 +434,19 @@ private:
         if (!empty && maxIndex >= t->tensor.storageNumel)
             fail("tensor view reaches past its storage (" + std::to_string(maxIndex + 1) + " > " +
                  std::to_string(t->tensor.storageNumel) + " elements)");
+        // A view with more elements than its storage repeats elements (stride 0 or overlapping
+        // strides): torch.save writes such a view as it is, but no checkpoint holds one, and
+        // materialising it would cost memory out of all proportion to the file.
+        int64_t numel = 1;
+        for (int64_t n : t->tensor.sizes) {
+            if (n != 0 && numel > std::numeric_limits<int64_t>::max() / n)
+                fail("tensor size overflows");
+            numel *= n;
+        }
+        if (numel > t->tensor.storageNumel)
+            fail("tensor of " + std::to_string(numel) + " elements is a view that repeats the " +
+                     std::to_string(t->tensor.storageNumel) + " elements of its storage",
+                 "checkpoints do not contain stride-0 or overlapping views");
         return t;
     }
 
@@ -391,6 +471,7 @@ private:
         PyRef obj = make(PyValue::Kind::Object);
         obj->text = callable->kind == PyValue::Kind::Global ? callable->text : std::string("<unknown>");
         adopt(*obj, args);
+        charge(obj->text.size() + args->items.size() * kRefBytes);
         obj->items = args->items;
         return obj;
     }
@@ -402,6 +483,7 @@ private:
         switch (obj->kind) {
         case PyValue::Kind::Object:
             if (state->kind == PyValue::Kind::Dict) {
+                charge(state->dict.size() * 2 * kRefBytes); // the object keeps a copy
                 for (auto &[k, v] : state->dict) {
                     adopt(*obj, k);
                     adopt(*obj, v);
@@ -503,9 +585,7 @@ private:
             case 'c': { // GLOBAL: never resolved, only named
                 std::string module = line();
                 std::string name = line();
-                PyRef g = make(PyValue::Kind::Global);
-                g->text = module + "." + name;
-                push(g);
+                push(global(module, name));
                 break;
             }
             case 0x93: { // STACK_GLOBAL
@@ -513,9 +593,9 @@ private:
                 PyRef module = pop();
                 if (!module->isString() || !name->isString())
                     fail("STACK_GLOBAL needs two strings");
-                PyRef g = make(PyValue::Kind::Global);
-                g->text = module->text + "." + name->text;
-                push(g);
+                if (module->text.size() > 1024 || name->text.size() > 1024)
+                    fail("GLOBAL name too long");
+                push(global(module->text, name->text));
                 break;
             }
             case 'q': memoPut(u8()); break;
@@ -594,6 +674,7 @@ private:
                 PyRef obj = make(PyValue::Kind::Object);
                 obj->text = cls->text;
                 adopt(*obj, args);
+                charge(obj->text.size() + args->items.size() * kRefBytes);
                 obj->items = args->items;
                 push(obj);
                 break;
@@ -606,7 +687,10 @@ private:
             }
             case '0': pop(); break;
             case '1': popMark(); break;
-            case '2': push(top()); break;
+            case '2':
+                charge(kRefBytes);
+                push(top());
+                break;
             default: {
                 char hex[8];
                 std::snprintf(hex, sizeof hex, "0x%02x", op);
@@ -627,6 +711,8 @@ private:
     std::vector<size_t> m_marks;
     std::vector<PyRef> m_memo;
     size_t m_created = 0;
+    size_t m_bytes = 0; // charged so far
+    std::unordered_map<uint64_t, std::unordered_map<std::string, size_t>> m_dictKeys; // serial -> key -> entry
     uint64_t m_serial = 0;
 };
 

@@ -112,6 +112,15 @@ struct Sample {
     PickleNodePtr root;
 };
 
+// Our reader refuses names other than the published checkpoints' (checkpointGlobals()); the
+// sample also holds a plain object of a made-up class, to cover the writer's NEWOBJ path.
+PickleLimits sampleLimits()
+{
+    PickleLimits limits;
+    limits.allowedGlobals.push_back("pkg.mod.Empty");
+    return limits;
+}
+
 Sample makeSample()
 {
     Sample s;
@@ -421,7 +430,7 @@ void TestCheckpointWriter::readsBackThroughLibTorchAndOurReader()
     QCOMPARE(record(reader, "version"), std::string("3\n"));
 
     const std::string pkl = record(reader, "data.pkl");
-    auto parsed = parsePickle(reinterpret_cast<const uint8_t *>(pkl.data()), pkl.size());
+    auto parsed = parsePickle(reinterpret_cast<const uint8_t *>(pkl.data()), pkl.size(), sampleLimits());
     QVERIFY2(parsed.ok(), parsed.message().c_str());
     const PyValue *root = parsed->get();
     QCOMPARE(root->kind, PyValue::Kind::Dict);
@@ -797,7 +806,7 @@ void TestCheckpointWriter::memoAndBatches()
     QVERIFY(writeTorchSave(path, sample.root).ok());
     PyTorchStreamReader reader(path);
     const std::string pkl = record(reader, "data.pkl");
-    auto parsed = parsePickle(reinterpret_cast<const uint8_t *>(pkl.data()), pkl.size());
+    auto parsed = parsePickle(reinterpret_cast<const uint8_t *>(pkl.data()), pkl.size(), sampleLimits());
     QVERIFY2(parsed.ok(), parsed.message().c_str());
     const PyValue *misc = child(parsed->get(), "misc");
     QVERIFY(misc);
