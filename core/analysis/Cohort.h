@@ -1,6 +1,6 @@
 #pragma once
 
-// Patient and cohort analytics over one run of a project (DESIGN.md: core/analysis):
+// Patient and cohort analytics over one run of a project (docs/analysis.md):
 // per-patient concept fingerprints with Wilson intervals, the reference's barcode for
 // comparison, patient-specific concepts by a robust score, disease-specific concepts by a
 // per-concept rank test with FDR control, and a patient similarity matrix.
@@ -51,7 +51,7 @@ struct Cohort {
         const int64_t n = patients[patient].cells;
         return n ? double(activeCells[patient * size_t(dSae) + size_t(latent)]) / double(n) : 0.0;
     }
-    // The reference's barcode (REFERENCE.md): patch tokens above 0.2 over the patient's cells,
+    // The reference's barcode (docs/reference.md, Patient barcode): patch tokens above 0.2 over the patient's cells,
     // divided by the number of latents (49,152 in the paper) instead of the number of cells,
     // so patients with more cells score higher. Kept for comparison only.
     double paperBarcode(size_t patient, int32_t latent) const

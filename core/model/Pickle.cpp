@@ -19,8 +19,8 @@ const std::vector<std::string> &checkpointGlobals()
         "src.sae_training.config.ViTSAERunnerConfig",
         "torch.device",
         "torch.float32",
-        // The storage classes of the other float types the reader converts (REFERENCE.md:
-        // "map HalfStorage, BFloat16Storage, DoubleStorage too"): type tags, like FloatStorage.
+        // The storage classes of the other float types the reader converts (docs/reference.md,
+        // Checkpoint formats): type tags, like FloatStorage.
         "torch.DoubleStorage",
         "torch.HalfStorage",
         "torch.BFloat16Storage",

@@ -221,7 +221,7 @@ public:
     // One transaction: results, their concept rows, failures, and the run's counter.
     Status writeResults(int64_t runId, const std::vector<ImageResultRow> &rows,
                         const std::vector<std::pair<int64_t, std::string>> &failures);
-    // Per-latent statistics of a run (REFERENCE.md), replacing earlier ones.
+    // Per-latent statistics of a run (docs/reference.md, Per-latent statistics), replacing earlier ones.
     Status computeStats(int64_t runId, const std::function<void(double)> &progress = {});
 
     // ---- queries (index lookups) ----

@@ -1,6 +1,6 @@
 #pragma once
 
-// SAE training with the CytoSAE recipe (REFERENCE.md): Adam, constant LR after a linear
+// SAE training with the CytoSAE recipe (docs/reference.md, SAE training): Adam, constant LR after a linear
 // warm-up, L1 on the summed latent activations, MSE scaled by the input norm, decoder rows
 // renormalised before each step with the gradient component parallel to them removed,
 // b_dec initialised to the geometric median of the first batch, ghost gradients for latents
