@@ -3,6 +3,7 @@
 #include "model/ModelFiles.h"
 #include "model/VitModel.h"
 #include "train/Activations.h"
+#include "train/SaeMath.h"
 
 #include <torch/torch.h>
 
@@ -14,43 +15,10 @@ namespace cytosae::train {
 
 namespace {
 
-// Weiszfeld's algorithm, as the reference's compute_geometric_median.
-at::Tensor geometricMedian(const at::Tensor &points, int maxIter = 100, double eps = 1e-6, double ftol = 1e-20)
-{
-    at::Tensor weights = torch::ones({points.size(0)}, points.options());
-    auto weightedAverage = [&](const at::Tensor &w) { return (points * w.unsqueeze(1)).sum(0) / w.sum(); };
-    at::Tensor median = weightedAverage(weights);
-    double objective = ((points - median).norm(2, {1}) * weights).sum().item<double>();
-    for (int i = 0; i < maxIter; ++i) {
-        const double previous = objective;
-        weights = 1.0 / (points - median).norm(2, {1}).clamp_min(eps);
-        median = weightedAverage(weights);
-        objective = (points - median).norm(2, {1}).sum().item<double>();
-        if (std::abs(previous - objective) <= ftol * objective)
-            break;
-    }
-    return median;
-}
+// Tokens b_dec's geometric median is taken over (a seeded sample of the buffer).
+constexpr int64_t kMedianSampleTokens = 32768;
 
-struct SaeParams {
-    at::Tensor wEnc, bEnc, wDec, bDec;
-    std::vector<at::Tensor> list() const { return {wEnc, bEnc, wDec, bDec}; }
-};
-
-void normaliseDecoder(SaeParams &p)
-{
-    torch::NoGradGuard ng;
-    p.wDec.div_(p.wDec.norm(2, {1}, true).clamp_min(1e-12));
-}
-
-void removeParallelGradient(SaeParams &p)
-{
-    if (!p.wDec.grad().defined())
-        return;
-    torch::NoGradGuard ng;
-    at::Tensor parallel = (p.wDec.grad() * p.wDec).sum(1, true);
-    p.wDec.mutable_grad().sub_(parallel * p.wDec);
-}
+std::vector<at::Tensor> parameters(const SaeParams &p) { return {p.wEnc, p.bEnc, p.wDec, p.bDec}; }
 
 Status saveState(const std::string &path, const SaeParams &p, const torch::optim::Adam &adam, int step,
                  const at::Tensor &sinceFired)
@@ -137,7 +105,7 @@ Result<SaeTrainReport> trainSae(const std::vector<std::string> &imagePaths, cons
         p.wDec = torch::nn::init::kaiming_uniform_(torch::empty({dSae, dIn}, fopts)).requires_grad_(true);
         p.bDec = torch::zeros({dIn}, fopts).requires_grad_(true);
         normaliseDecoder(p);
-        torch::optim::Adam adam(p.list(), torch::optim::AdamOptions(o.lr));
+        torch::optim::Adam adam(parameters(p), torch::optim::AdamOptions(o.lr));
         at::Tensor sinceFired = torch::zeros({dSae}, torch::TensorOptions().dtype(torch::kLong).device(device));
 
         const std::string statePath = o.statePath.empty() ? o.outPath + ".state" : o.statePath;
@@ -167,10 +135,10 @@ Result<SaeTrainReport> trainSae(const std::vector<std::string> &imagePaths, cons
             adam.load(opt);
             report.resumed = true;
         } else {
-            // b_dec: geometric median of a first batch, as the reference.
+            // b_dec: the geometric median of a sample of the whole buffer, as the reference
+            // takes it over its activation store (not over the first batch only).
             torch::NoGradGuard ng;
-            at::Tensor sample = buffer.narrow(0, 0, std::min<int64_t>(nTokens, batch));
-            p.bDec.copy_(geometricMedian(sample));
+            p.bDec.copy_(geometricMedian(medianSample(buffer, kMedianSampleTokens, o.seed + 7)));
         }
 
         ProgressMeter meter("training", o.steps, progress);
@@ -200,30 +168,11 @@ Result<SaeTrainReport> trainSae(const std::vector<std::string> &imagePaths, cons
                 static_cast<torch::optim::AdamOptions &>(group.options()).lr(lr);
             adam.zero_grad();
 
-            at::Tensor hiddenPre = torch::addmm(p.bEnc, x - p.bDec, p.wEnc);
-            at::Tensor f = torch::relu(hiddenPre);
-            at::Tensor out = torch::addmm(p.bDec, f, p.wDec);
-            at::Tensor xNorm = x.pow(2).sum(-1, true).sqrt();
-            at::Tensor mseElems = (out - x).pow(2) / xNorm;
-            at::Tensor mse = mseElems.mean();
-            at::Tensor l1 = f.abs().sum(1).mean() * o.l1Coefficient;
-            at::Tensor ghost = torch::zeros({}, fopts);
             const at::Tensor deadMask = sinceFired > o.deadFeatureWindow;
+            const SaeLoss terms = saeLoss(x, p, deadMask, o.l1Coefficient, o.ghostGrads);
+            const at::Tensor &f = terms.f, &out = terms.out, &mse = terms.mse, &l1 = terms.l1, &ghost = terms.ghost;
             const int64_t dead = deadMask.sum().item<int64_t>();
-            if (o.ghostGrads && dead > 0) {
-                at::Tensor residual = x - out;
-                at::Tensor residualNorm = residual.norm(2, {-1});
-                at::Tensor deadIdx = deadMask.nonzero().squeeze(1);
-                at::Tensor ghostOut = torch::exp(hiddenPre.index_select(1, deadIdx)).mm(p.wDec.index_select(0, deadIdx));
-                at::Tensor scale = residualNorm / (1e-6 + ghostOut.norm(2, {-1}) * 2);
-                ghostOut = ghostOut * scale.unsqueeze(1).detach();
-                at::Tensor rd = residual.detach();
-                at::Tensor ghostElems = (ghostOut - rd).pow(2) / rd.pow(2).sum(-1, true).sqrt();
-                at::Tensor rescale = (mseElems / (ghostElems + 1e-6)).detach();
-                ghost = (rescale * ghostElems).mean();
-            }
-            at::Tensor loss = mse + l1 + ghost;
-            loss.backward();
+            terms.loss.backward();
             removeParallelGradient(p);
             adam.step();
             {
@@ -235,7 +184,7 @@ Result<SaeTrainReport> trainSae(const std::vector<std::string> &imagePaths, cons
             if ((step + 1) % 10 == 0 || step + 1 == o.steps) {
                 torch::NoGradGuard ng;
                 m.step = step + 1;
-                m.loss = loss.item<double>();
+                m.loss = terms.loss.item<double>();
                 m.mse = mse.item<double>();
                 m.l1 = l1.item<double>();
                 m.ghost = ghost.item<double>();

@@ -3,7 +3,7 @@
 // SAE training with the CytoSAE recipe (docs/reference.md, SAE training): Adam, constant LR after a linear
 // warm-up, L1 on the summed latent activations, MSE scaled by the input norm, decoder rows
 // renormalised before each step with the gradient component parallel to them removed,
-// b_dec initialised to the geometric median of the first batch, ghost gradients for latents
+// b_dec initialised to the geometric median of a sample of the buffer, ghost gradients for latents
 // dead longer than a window. Input: the block `blockLayer` residuals of a ViT on images,
 // all tokens (CLS included), as the published SAE. Output: a file in the CytoSAE format.
 //

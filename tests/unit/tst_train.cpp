@@ -9,6 +9,7 @@
 #include "model/Engine.h"
 #include "model/VitModel.h"
 #include "train/Activations.h"
+#include "train/SaeMath.h"
 #include "train/SaeTrainer.h"
 #include "train/VitTrainer.h"
 
@@ -148,6 +149,119 @@ private slots:
         ep.device = model::DeviceChoice::Cpu;
         auto engine = model::Engine::load(ep);
         QVERIFY2(engine.ok(), engine.message().c_str());
+    }
+
+    // Each part of the recipe has a test that fails without it.
+    void geometricMedianIgnoresOutliers()
+    {
+        // 99 points around (1, 2), one far away: the mean moves, the median does not.
+        torch::manual_seed(3);
+        at::Tensor points = torch::randn({100, 2}) * 0.1 + torch::tensor({1.0f, 2.0f});
+        points[0] = torch::tensor({1000.0f, -1000.0f});
+        const at::Tensor median = train::geometricMedian(points);
+        const at::Tensor mean = points.mean(0);
+        QVERIFY2((median - torch::tensor({1.0f, 2.0f})).norm().item<double>() < 0.05,
+                 qPrintable(QString::number(median[0].item<double>()) + ", " + QString::number(median[1].item<double>())));
+        QVERIFY((mean - torch::tensor({1.0f, 2.0f})).norm().item<double>() > 10);
+        // b_dec's sample comes from the whole buffer, not from its first rows.
+        at::Tensor buffer = torch::arange(100000, torch::kFloat).unsqueeze(1);
+        const at::Tensor sample = train::medianSample(buffer, 1000, 5);
+        QCOMPARE(sample.size(0), int64_t(1000));
+        QVERIFY(sample.max().item<float>() > 90000);
+        QVERIFY(sample.min().item<float>() < 10000);
+        QCOMPARE(std::get<0>(at::_unique(sample.squeeze(1))).size(0), int64_t(1000)); // no row twice
+        QCOMPARE(train::medianSample(buffer.narrow(0, 0, 10), 1000, 5).size(0), int64_t(10));
+    }
+
+    void decoderGradientParallelToItsRowsIsRemoved()
+    {
+        torch::manual_seed(4);
+        train::SaeParams p;
+        p.wDec = torch::randn({16, 8}).requires_grad_(true);
+        train::normaliseDecoder(p);
+        QVERIFY((p.wDec.norm(2, {1}) - 1).abs().max().item<double>() < 1e-5);
+        (p.wDec * torch::randn({16, 8})).sum().backward();
+        const at::Tensor before = p.wDec.grad().clone();
+        QVERIFY((before * p.wDec).sum(1).abs().max().item<double>() > 1e-2); // there was a parallel part
+        train::removeParallelGradient(p);
+        const at::Tensor after = p.wDec.grad();
+        QVERIFY((after * p.wDec).sum(1).abs().max().item<double>() < 1e-5);
+        // Only the parallel part went: what is left is the projection of the old gradient.
+        const at::Tensor expected = before - (before * p.wDec).sum(1, true) * p.wDec;
+        QVERIFY((after - expected).abs().max().item<double>() < 1e-5);
+    }
+
+    void mseIsScaledByEachTokensNorm()
+    {
+        torch::manual_seed(5);
+        train::SaeParams p;
+        p.wEnc = torch::randn({4, 8}) * 0.3;
+        p.bEnc = torch::zeros({8});
+        p.wDec = torch::randn({8, 4}) * 0.3;
+        p.bDec = torch::zeros({4});
+        // Tokens of very different norms: the scaling changes the loss.
+        at::Tensor x = torch::randn({6, 4});
+        x.narrow(0, 0, 3).mul_(100);
+        const train::SaeLoss l = train::saeLoss(x, p, {}, 0.0, false);
+        const at::Tensor byHand = ((l.out - x).pow(2) / x.norm(2, {1}, true)).mean();
+        QVERIFY(std::abs(l.mse.item<double>() - byHand.item<double>()) < 1e-5 * byHand.item<double>());
+        const double plain = (l.out - x).pow(2).mean().item<double>();
+        QVERIFY(std::abs(plain - l.mse.item<double>()) > 0.5 * plain); // not the plain MSE
+        const train::SaeLoss withL1 = train::saeLoss(x, p, {}, 0.5, false);
+        QVERIFY(std::abs(withL1.l1.item<double>() - 0.5 * l.f.abs().sum(1).mean().item<double>()) < 1e-5);
+    }
+
+    void ghostGradientsReachDeadLatents()
+    {
+        torch::manual_seed(6);
+        train::SaeParams p;
+        p.wEnc = (torch::randn({4, 8}) * 0.01).requires_grad_(true);
+        p.bEnc = torch::tensor({1.f, 1.f, 1.f, 1.f, -5.f, -5.f, -5.f, -5.f}).requires_grad_(true);
+        p.wDec = torch::randn({8, 4}).requires_grad_(true);
+        p.bDec = torch::zeros({4}).requires_grad_(true);
+        const at::Tensor x = torch::randn({10, 4});
+        const at::Tensor dead = torch::tensor({false, false, false, false, true, true, true, true});
+        for (bool ghost : {false, true}) {
+            for (auto *t : {&p.wEnc, &p.bEnc, &p.wDec, &p.bDec})
+                if (t->grad().defined())
+                    t->mutable_grad().zero_();
+            const train::SaeLoss l = train::saeLoss(x, p, dead, 0.0, ghost);
+            QVERIFY(l.f.narrow(1, 4, 4).max().item<float>() == 0.0f); // the dead latents never fire
+            l.loss.backward();
+            const double deadGrad = p.wEnc.grad().narrow(1, 4, 4).abs().max().item<double>();
+            if (ghost) {
+                QVERIFY(l.ghost.item<double>() > 0);
+                QVERIFY2(deadGrad > 1e-8, qPrintable(QString::number(deadGrad)));
+            } else {
+                QCOMPARE(l.ghost.item<double>(), 0.0);
+                QCOMPARE(deadGrad, 0.0); // nothing else reaches a latent that does not fire
+            }
+        }
+    }
+
+    void ghostGradientsSwitchOnInTraining()
+    {
+        QTemporaryDir dir;
+        const auto paths = cells(dir.filePath("cells"), 4);
+        train::SaeTrainOptions o = options(dir.filePath("ghost.pt"));
+        o.deadFeatureWindow = 3;
+        o.expansionFactor = 8;
+        o.l1Coefficient = 2.0; // a strong sparsity penalty silences latents within a few steps
+        o.lr = 1e-2;
+        double ghost = 0;
+        int dead = 0;
+        auto report = train::trainSae(paths, o, {}, [&](const train::TrainMetrics &m) {
+            ghost = std::max(ghost, m.ghost);
+            dead = std::max(dead, m.deadLatents);
+        });
+        QVERIFY2(report.ok(), report.message().c_str());
+        QVERIFY2(dead > 0, "no latent was dead for 3 steps");
+        QVERIFY2(ghost > 0, "ghost gradients never switched on");
+        o.ghostGrads = false;
+        o.outPath = dir.filePath("noghost.pt").toStdString();
+        ghost = 0;
+        QVERIFY(train::trainSae(paths, o, {}, [&](const train::TrainMetrics &m) { ghost = std::max(ghost, m.ghost); }).ok());
+        QCOMPARE(ghost, 0.0);
     }
 
     void cancelledTrainingResumesToTheSameResult()
