@@ -28,6 +28,7 @@ if [ -z "$work" ]; then
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
 fi
+mkdir -p "$work"
 results="$work/results.tsv"
 : >"$results"
 for c in $cohorts; do
