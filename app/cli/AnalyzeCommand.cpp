@@ -66,6 +66,10 @@ const char *kAnalyzeHelp =
     "  --seed S             seed of the folds (default 1)\n"
     "  --l1-ratio A         elastic-net mixing, 1 = lasso (default 0.5)\n"
     "  --max-features M     in-fold screening to the M strongest concepts (default 2000; 0 = all)\n"
+    "  --features F         classify: what describes a patient per concept: presence (fraction of\n"
+    "                       cells in which it is active), strength (mean of its strongest patch\n"
+    "                       over the cells), both, cls-token (mean of the SAE's concepts of the CLS\n"
+    "                       token) or all three (default all)\n"
     "  --control DX         the control diagnosis for control vs disease (default: detected; 'none')\n"
     "  --threads N          threads for the classifier (default: all cores)\n";
 
@@ -395,6 +399,7 @@ int doClassify(Context &ctx, const analysis::CohortClassifyOptions &options)
     io::JsonWriter json(jf);
     json.beginObject().key("run").value(ctx.run.id).key("seed").value(options.classifier.seed);
     json.key("l1_ratio").value(options.classifier.l1Ratio).key("max_features").value(options.classifier.maxFeatures);
+    json.key("features").value(std::string(analysis::conceptFeaturesName(options.features)));
     json.key("tasks").beginArray();
     const analysis::Dataset names = analysis::conceptDataset(ctx.cohort);
     for (const auto &task : result->tasks) {
@@ -455,7 +460,7 @@ int analyzeCommand(int argc, char **argv)
 {
     CliArgs args({"--out", "--run", "--threshold", "--thresholds", "--reference", "--top", "--cells", "--alpha",
                   "--metric", "--folds", "--inner-folds", "--seed", "--l1-ratio", "--max-features", "--control",
-                  "--threads"},
+                  "--threads", "--features"},
                  {"--help"});
     if (!args.parse(argc, argv, 2))
         return usageError(args.error());
@@ -492,6 +497,8 @@ int analyzeCommand(int argc, char **argv)
     co.classifier.topFeatures = ctx.top;
     co.cellsPerConcept = ctx.cells;
     co.control = args.value("--control");
+    if (!analysis::parseConceptFeatures(args.value("--features", analysis::conceptFeaturesName(co.features)), co.features))
+        return usageError("--features must be presence, strength or both, got '" + args.value("--features") + "'");
     analysis::CohortOptions cohortOptions;
     if (!args.doubleValue("--threshold", cohortOptions.threshold, {0}, cohortOptions.threshold) ||
         !args.doubleValue("--l1-ratio", co.classifier.l1Ratio, {0, 1, true}, co.classifier.l1Ratio) ||

@@ -34,7 +34,7 @@ struct ClassifierOptions {
     int innerFolds = 3;
     uint64_t seed = 1;
     double l1Ratio = 0.5;                // elastic-net mixing: 1 = lasso, 0 = ridge
-    std::vector<double> lambdaRatios = {0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005}; // of lambda_max, strongest first
+    std::vector<double> lambdaRatios = {0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005}; // of lambda_max, strongest first
     int maxFeatures = 2000;              // in-fold screening; 0 = keep all
     bool balanced = true;                // class weights n / (classes x class size) in the loss
     int maxIterations = 400;

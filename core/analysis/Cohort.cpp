@@ -58,6 +58,7 @@ Result<Cohort> loadCohort(store::ProjectDb &db, const store::RunRecord &run, con
     const size_t d = size_t(all.dSae);
     all.activeCells.assign(all.patients.size() * d, 0);
     all.activePatches.assign(all.patients.size() * d, 0);
+    std::vector<double> strengthSum(all.patients.size() * d, 0.0);
     int64_t orphanCells = 0;
     std::string problem;
     Status s = db.forEachCellConcepts(run.id, [&](int64_t patientId, int64_t imageId,
@@ -79,6 +80,7 @@ Result<Cohort> loadCohort(store::ProjectDb &db, const store::RunRecord &run, con
             }
             if (c.maxPatch > thresholds[size_t(c.latent)])
                 ++cells[c.latent];
+            strengthSum[p * d + size_t(c.latent)] += double(c.maxPatch);
             patches[c.latent] += uint32_t(std::max(0, c.patchesAbove));
         }
         return true;
@@ -103,6 +105,8 @@ Result<Cohort> loadCohort(store::ProjectDb &db, const store::RunRecord &run, con
                                all.activeCells.begin() + long((p + 1) * d));
         out.activePatches.insert(out.activePatches.end(), all.activePatches.begin() + long(p * d),
                                  all.activePatches.begin() + long((p + 1) * d));
+        for (size_t k = 0; k < d; ++k)
+            out.strength.push_back(float(strengthSum[p * d + k] / double(all.patients[p].cells)));
     }
     if (!empty.empty()) {
         std::string list;
@@ -123,6 +127,33 @@ Result<Cohort> loadCohort(store::ProjectDb &db, const store::RunRecord &run, con
                             " patient(s) have no diagnosis: they are left out of disease comparisons and "
                             "classification (give one with 'cytosae import --patients TABLE')");
     return out;
+}
+
+Status addClsTokenConcepts(store::ProjectDb &db, const store::RunRecord &run, Cohort &cohort)
+{
+    std::unordered_map<int64_t, size_t> index;
+    for (size_t i = 0; i < cohort.patients.size(); ++i)
+        index[cohort.patients[i].id] = i;
+    const size_t d = size_t(cohort.dSae);
+    std::vector<double> sums(cohort.size() * d, 0.0);
+    std::vector<int64_t> cells(cohort.size(), 0);
+    Status s = db.forEachCellTokens(run.id, [&](int64_t patientId, int64_t, const store::TokenTopK &t) {
+        auto it = index.find(patientId);
+        if (it == index.end() || t.numTokens < 1)
+            return true;
+        ++cells[it->second];
+        for (uint32_t j = t.offsets[0]; j < t.offsets[1]; ++j)
+            if (t.entries[j].latent >= 0 && size_t(t.entries[j].latent) < d)
+                sums[it->second * d + size_t(t.entries[j].latent)] += double(t.entries[j].value);
+        return true;
+    });
+    if (!s)
+        return s;
+    cohort.clsToken.assign(cohort.size() * d, 0.f);
+    for (size_t p = 0; p < cohort.size(); ++p)
+        for (size_t k = 0; k < d; ++k)
+            cohort.clsToken[p * d + k] = cells[p] ? float(sums[p * d + k] / double(cells[p])) : 0.f;
+    return Status::success();
 }
 
 Cohort cohortFromCounts(std::vector<CohortPatient> patients, int dSae, std::vector<uint32_t> activeCells,

@@ -43,6 +43,13 @@ struct Cohort {
     std::vector<CohortPatient> patients;       // with at least one cell, ordered by code
     std::vector<uint32_t> activeCells;         // patients x dSae: cells in which the latent is active
     std::vector<uint32_t> activePatches;       // patients x dSae: sum over cells of patches > runThreshold
+    // patients x dSae: the mean over the patient's cells of the latent's strongest patch
+    // activation (0 in cells where it is absent): how strongly, not only how often. Empty for
+    // cohorts built from counts.
+    std::vector<float> strength;
+    // patients x dSae: the mean over the patient's cells of the latent's activation on the CLS
+    // token (the SAE's concepts of the whole-cell summary token). Empty until addClsTokenConcepts.
+    std::vector<float> clsToken;
     std::vector<std::string> notes;            // patients left out and why
 
     size_t size() const { return patients.size(); }
@@ -70,6 +77,9 @@ Result<CohortOptions> defaultCohortOptions(store::ProjectDb &db, const store::Ru
 // Reads every accepted cell of the run in one query. Patients without cells are noted and
 // left out; so are cells without a patient.
 Result<Cohort> loadCohort(store::ProjectDb &db, const store::RunRecord &run, const CohortOptions &options = {});
+
+// Fills Cohort::clsToken from the run's stored per-token activations (one pass over the cells).
+Status addClsTokenConcepts(store::ProjectDb &db, const store::RunRecord &run, Cohort &cohort);
 
 // A cohort from counts (tests, benchmarks): activeCells patients x dSae.
 Cohort cohortFromCounts(std::vector<CohortPatient> patients, int dSae, std::vector<uint32_t> activeCells,

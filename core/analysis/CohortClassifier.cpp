@@ -1,5 +1,7 @@
 #include "analysis/CohortClassifier.h"
 
+#include <cmath>
+
 #include <algorithm>
 #include <cctype>
 
@@ -31,10 +33,44 @@ std::string detectControl(const Cohort &cohort)
     return found.empty() ? std::string() : found.front();
 }
 
-Dataset conceptDataset(const Cohort &cohort, const std::string &binaryControl, std::vector<size_t> *patientIndex)
+const char *conceptFeaturesName(ConceptFeatures f)
 {
+    switch (f) {
+    case ConceptFeatures::Presence: return "presence";
+    case ConceptFeatures::Strength: return "strength";
+    case ConceptFeatures::Both: return "both";
+    case ConceptFeatures::ClsToken: return "cls-token";
+    case ConceptFeatures::All: return "all";
+    }
+    return "presence";
+}
+
+bool parseConceptFeatures(const std::string &text, ConceptFeatures &out)
+{
+    for (ConceptFeatures f : {ConceptFeatures::Presence, ConceptFeatures::Strength, ConceptFeatures::Both,
+                              ConceptFeatures::ClsToken, ConceptFeatures::All})
+        if (text == conceptFeaturesName(f)) {
+            out = f;
+            return true;
+        }
+    return false;
+}
+
+Dataset conceptDataset(const Cohort &cohort, const std::string &binaryControl, std::vector<size_t> *patientIndex,
+                       ConceptFeatures features)
+{
+    const bool all = features == ConceptFeatures::All;
+    bool presence = all || features == ConceptFeatures::Presence || features == ConceptFeatures::Both;
+    bool strength = all || features == ConceptFeatures::Strength || features == ConceptFeatures::Both;
+    bool clsToken = all || features == ConceptFeatures::ClsToken;
+    if (cohort.strength.size() != cohort.activeCells.size())
+        strength = false; // a cohort from counts has no strengths
+    if (cohort.clsToken.size() != cohort.activeCells.size())
+        clsToken = false;
+    if (!strength && !clsToken)
+        presence = true;
     Dataset d;
-    d.p = cohort.dSae;
+    d.p = cohort.dSae * (int(presence) + int(strength) + int(clsToken));
     if (!binaryControl.empty()) {
         d.classNames = {binaryControl, kDisease};
     } else {
@@ -55,8 +91,17 @@ Dataset conceptDataset(const Cohort &cohort, const std::string &binaryControl, s
             cls = int(std::find(d.classNames.begin(), d.classNames.end(), dx) - d.classNames.begin());
         d.y.push_back(cls);
         d.rowNames.push_back(cohort.patients[i].code);
-        for (int32_t k = 0; k < cohort.dSae; ++k)
-            d.x.push_back(float(cohort.fraction(i, k)));
+        // Presence as asin(sqrt(fraction)): the variance-stabilising transform of a binomial
+        // proportion, so a concept in few cells is not drowned by the noise of common ones.
+        if (presence)
+            for (int32_t k = 0; k < cohort.dSae; ++k)
+                d.x.push_back(float(std::asin(std::sqrt(cohort.fraction(i, k)))));
+        if (strength)
+            d.x.insert(d.x.end(), cohort.strength.begin() + long(i * size_t(cohort.dSae)),
+                       cohort.strength.begin() + long((i + 1) * size_t(cohort.dSae)));
+        if (clsToken)
+            d.x.insert(d.x.end(), cohort.clsToken.begin() + long(i * size_t(cohort.dSae)),
+                       cohort.clsToken.begin() + long((i + 1) * size_t(cohort.dSae)));
         if (patientIndex)
             patientIndex->push_back(i);
     }
@@ -67,6 +112,16 @@ Dataset conceptDataset(const Cohort &cohort, const std::string &binaryControl, s
 Result<CohortClassification> classifyCohort(store::ProjectDb *db, const store::RunRecord &run, const Cohort &cohort,
                                             const CohortClassifyOptions &options)
 {
+    // The CLS token's concepts are read only when asked for (one more pass over the cells).
+    const bool needsClsToken =
+        options.features == ConceptFeatures::ClsToken || options.features == ConceptFeatures::All;
+    if (needsClsToken && cohort.clsToken.empty() && db) {
+        Cohort withClsToken = cohort;
+        if (Status s = addClsTokenConcepts(*db, run, withClsToken); !s)
+            return s.error();
+        return classifyCohort(db, run, withClsToken, options);
+    }
+
     CohortClassification out;
     std::optional<std::vector<std::vector<float>>> cls;
     std::string clsNote;
@@ -96,7 +151,7 @@ Result<CohortClassification> classifyCohort(store::ProjectDb *db, const store::R
     }
     for (const std::string &binary : controls) {
         std::vector<size_t> index;
-        const Dataset data = conceptDataset(cohort, binary, &index);
+        const Dataset data = conceptDataset(cohort, binary, &index, options.features);
         if (binary.empty() && data.classNames.size() == 2 && controls.size() == 2)
             continue; // the same task twice
         ClassificationTask task;
@@ -139,7 +194,11 @@ Result<CohortClassification> classifyCohort(store::ProjectDb *db, const store::R
         for (size_t c = 0; c < task.concepts.classNames.size(); ++c) {
             for (const FeatureWeight &f : task.concepts.topFeatures[c]) {
                 ConceptDriver driver;
-                driver.latent = int32_t(f.feature);
+                driver.latent = int32_t(f.feature % cohort.dSae); // both: [presence | strength]
+                const bool seen = std::any_of(task.drivers[c].begin(), task.drivers[c].end(),
+                                              [&](const ConceptDriver &o) { return o.latent == driver.latent; });
+                if (seen)
+                    continue;
                 driver.weight = f.weight;
                 if (db && options.cellsPerConcept > 0) {
                     store::CellFilter filter;

@@ -28,8 +28,20 @@ struct ClassificationTask {
     std::vector<std::vector<ConceptDriver>> drivers; // per class of `concepts`
 };
 
+// What describes a patient to the classifier, per latent: the fraction of cells in which it is
+// active, as asin(sqrt(fraction)) (presence); the mean strength of its strongest patch over
+// the cells (strength); both side by side (2 x d features; the elastic net, its penalty chosen
+// by nested CV, weighs them).
+// cls-token: the mean over the cells of the SAE's concepts of the CLS token (needs
+// addClsTokenConcepts); all: presence, strength and cls-token side by side.
+enum class ConceptFeatures { Presence, Strength, Both, ClsToken, All };
+const char *conceptFeaturesName(ConceptFeatures f);
+bool parseConceptFeatures(const std::string &text, ConceptFeatures &out);
+
 struct CohortClassifyOptions {
     ClassifierOptions classifier;
+    // All: chosen on development cohorts (docs/analysis.md), measured on fresh ones.
+    ConceptFeatures features = ConceptFeatures::All;
     std::string control;                // "": detect (a diagnosis named control/healthy/normal); "none": skip
     int cellsPerConcept = 5;
     bool embeddingBaseline = true;
@@ -42,8 +54,10 @@ struct CohortClassification {
 
 // Patients with a diagnosis; rows in cohort order. binaryControl non-empty: two classes,
 // that diagnosis against every other.
+// Strength features need a cohort loaded from a project (Cohort::strength); feature f of the
+// dataset is latent f % dSae.
 Dataset conceptDataset(const Cohort &cohort, const std::string &binaryControl = {},
-                       std::vector<size_t> *patientIndex = nullptr);
+                       std::vector<size_t> *patientIndex = nullptr, ConceptFeatures features = ConceptFeatures::Presence);
 
 // The control diagnosis the cohort has, or empty.
 std::string detectControl(const Cohort &cohort);

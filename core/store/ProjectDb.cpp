@@ -1247,6 +1247,16 @@ Status ProjectDb::forEachCellConcepts(
         runId, decodeConcepts, fn);
 }
 
+Status ProjectDb::forEachCellTokens(int64_t runId, const std::function<bool(int64_t, int64_t, const TokenTopK &)> &fn)
+{
+    return forEachCellBlob<TokenTopK>(
+        m_db,
+        "SELECT coalesce(i.patient_id, 0), i.id, t.tokens FROM activation a JOIN activation_tokens t ON "
+        "t.activation_id = a.id JOIN image i ON i.id = a.image_id WHERE a.run_id = ?1 AND i.qc_status = 'ok' "
+        "ORDER BY i.patient_id, i.id",
+        runId, decodeTokenTopK, fn);
+}
+
 Status ProjectDb::forEachCellCls(int64_t runId,
                                  const std::function<bool(int64_t, int64_t, const std::vector<float> &)> &fn)
 {

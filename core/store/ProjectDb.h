@@ -257,6 +257,8 @@ public:
     // analyses (core/analysis) that must not issue one query per patient.
     Status forEachCellConcepts(int64_t runId,
                                const std::function<bool(int64_t, int64_t, const std::vector<ImageConcept> &)> &fn);
+    // The same for each cell's per-token top-k latents (token 0 is the CLS token).
+    Status forEachCellTokens(int64_t runId, const std::function<bool(int64_t, int64_t, const TokenTopK &)> &fn);
     // The same for the CLS embeddings (cells without one are skipped).
     Status forEachCellCls(int64_t runId,
                           const std::function<bool(int64_t, int64_t, const std::vector<float> &)> &fn);

@@ -71,8 +71,9 @@ store::ImageResultRow resultRow(int64_t imageId, std::vector<store::ImageConcept
 {
     store::ImageResultRow r;
     r.imageId = imageId;
-    std::vector<int32_t> ids(2, -1);
-    std::vector<float> vals(2, 0.f);
+    // Token 0 (CLS) carries latent 3 at 0.1 x the image id; token 1 nothing.
+    std::vector<int32_t> ids = {3, -1};
+    std::vector<float> vals = {0.1f * float(imageId), 0.f};
     r.tokensBlob = store::encodeTokenTopK(2, 1, ids.data(), vals.data(), 99);
     r.concepts = std::move(concepts);
     r.cls = std::move(cls);
@@ -370,6 +371,25 @@ private slots:
         QVERIFY(cls.ok());
         QCOMPARE((*cls)[0].size(), size_t(2));
         QCOMPARE((*cls)[0][0], 1.5f); // mean of 0, 1, 2, 3
+        // The classifier's features: presence as asin(sqrt(fraction)), strength as the mean of
+        // the strongest patch over the cells, and the mean of the CLS token's concepts.
+        QVERIFY(std::abs(cohort->strength[1] - (0.5f + 0.5f + 0.15f + 0.15f) / 4) < 1e-6f);
+        QVERIFY(std::abs(cohort->strength[7] - 0.3f) < 1e-6f);
+        Cohort withCls = *cohort;
+        QVERIFY(addClsTokenConcepts(db, *runRecord, withCls).ok());
+        QVERIFY(std::abs(withCls.clsToken[3] - 0.25f) < 1e-3f); // 0.1 x (1 + 2 + 3 + 4) / 4, stored as fp16
+        QCOMPARE(withCls.clsToken[1], 0.f);
+        std::vector<size_t> rowsOf;
+        const Dataset all = conceptDataset(withCls, {}, &rowsOf, ConceptFeatures::All);
+        QCOMPARE(all.p, 30);
+        QVERIFY(std::abs(all.x[1] - std::asin(std::sqrt(0.5))) < 1e-6);
+        QVERIFY(std::abs(all.x[10 + 1] - 0.325) < 1e-6);
+        QVERIFY(std::abs(all.x[20 + 3] - 0.25) < 1e-3);
+        QCOMPARE(conceptDataset(withCls, {}, nullptr, ConceptFeatures::Presence).p, 10);
+        QCOMPARE(conceptDataset(*cohort, {}, nullptr, ConceptFeatures::All).p, 20); // no CLS-token pass yet
+        ConceptFeatures parsed = ConceptFeatures::Presence;
+        QVERIFY(parseConceptFeatures("cls-token", parsed) && parsed == ConceptFeatures::ClsToken);
+        QVERIFY(!parseConceptFeatures("everything", parsed));
         // Classification with one diagnosis only: a clear error.
         CohortClassifyOptions co;
         auto classified = classifyCohort(&db, *runRecord, *cohort, co);
