@@ -49,7 +49,7 @@ PatientSummary::PatientSummary(SelectionModel *selection, QWidget *parent) : QWi
     auto *tables = new QWidget(this);
     auto *tl = new QVBoxLayout(tables);
     tl->setContentsMargins(0, 0, 0, 0);
-    tl->addWidget(new QLabel(tr("Most over-represented concepts"), this));
+    tl->addWidget(new QLabel(tr("Concepts furthest from the other patients"), this));
     tl->addWidget(m_concepts, 3);
     tl->addWidget(new QLabel(tr("Class differential"), this));
     tl->addWidget(m_classes, 1);
@@ -127,6 +127,7 @@ void PatientSummary::showConcepts(const QVector<PatientConcept> &concepts)
             m_concepts->setItem(i, col, item);
         }
     }
+    m_concepts->resizeColumnsToContents();
     // Scatter: every concept the patient or the cohort has; the top ones highlighted.
     m_plot->clearGraphs();
     QVector<double> x, y, hx, hy;

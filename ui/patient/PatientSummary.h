@@ -1,8 +1,9 @@
 #pragma once
 
 // The selected patient against the cohort: per-cell-normalised concept frequencies (the
-// fraction of the patient's cells in which a concept is active) plotted against the mean of
-// the other patients, the most over-represented concepts, and the class differential.
+// fraction of the patient's cells in which a concept is active) plotted against the median of
+// the other patients, the concepts furthest from them (core/analysis, the statistic of
+// `cytosae analyze patient-specific`), and the class differential.
 // Clicking a point or a row selects that concept.
 
 #include "app/ProjectSession.h"
