@@ -116,6 +116,10 @@ struct Sha256 {
     }
     void update(const uint8_t *p, size_t n)
     {
+        // An empty input may come as a null pointer (data() of an empty vector); memcpy with
+        // a null source is undefined even for zero bytes (UBSan: nonnull-attribute).
+        if (n == 0)
+            return;
         total += n;
         if (bufLen > 0) {
             const size_t take = std::min(n, size_t(64) - bufLen);

@@ -7,14 +7,23 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include <cerrno>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include <dirent.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 using namespace cytosae::pipeline;
+using cytosae::Error;
+using cytosae::Result;
 
 namespace {
 
@@ -62,6 +71,217 @@ std::vector<std::string> itemSummary(const ScanResult &r, const QTemporaryDir &r
 bool contains(const std::string &haystack, const std::string &needle)
 {
     return haystack.find(needle) != std::string::npos;
+}
+
+// --- Scanning as an unprivileged user, for tests that run as root -----------------------------
+// Permission bits do not stop root (CAP_DAC_OVERRIDE), so a root test process forks a child
+// that gives up root for good (supplementary groups, then gid, then uid, all three of real,
+// effective and saved), checks that the folder really is unreadable to it, runs the scan and
+// sends the result back through a pipe as NUL-terminated fields.
+
+constexpr int kChildCannotDrop = 3; // the environment does not allow it: the test skips
+
+// The user "nobody" (65534 on Debian and most distributions if the name is not found).
+std::pair<uid_t, gid_t> nobodyIds()
+{
+    if (const passwd *pw = ::getpwnam("nobody"))
+        return {pw->pw_uid, pw->pw_gid};
+    return {65534, 65534};
+}
+
+void putField(std::string &out, const std::string &field)
+{
+    out += field;
+    out.push_back('\0');
+}
+
+std::string serialise(const Result<ScanResult> &r)
+{
+    std::string out;
+    if (!r.ok()) {
+        putField(out, "error");
+        putField(out, r.message());
+        return out;
+    }
+    putField(out, "ok");
+    putField(out, std::to_string(r->items.size()));
+    for (const ImportItem &item : r->items) {
+        putField(out, item.path);
+        putField(out, item.patientCode);
+        putField(out, item.className);
+        putField(out, item.diagnosis);
+    }
+    putField(out, std::to_string(r->issues.size()));
+    for (const ScanIssue &issue : r->issues) {
+        putField(out, issue.path);
+        putField(out, issue.message);
+    }
+    return out;
+}
+
+// Parses what serialise() wrote; false if the bytes are not a whole record.
+bool deserialise(const std::string &bytes, Result<ScanResult> &out)
+{
+    std::vector<std::string> f;
+    size_t start = 0;
+    while (start < bytes.size()) {
+        const size_t end = bytes.find('\0', start);
+        if (end == std::string::npos)
+            return false;
+        f.push_back(bytes.substr(start, end - start));
+        start = end + 1;
+    }
+    size_t i = 0;
+    auto next = [&](std::string &s) {
+        if (i >= f.size())
+            return false;
+        s = f[i++];
+        return true;
+    };
+    auto count = [&](size_t &n) {
+        std::string s;
+        if (!next(s) || s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 6)
+            return false;
+        n = std::stoul(s);
+        return true;
+    };
+    std::string tag;
+    if (!next(tag))
+        return false;
+    if (tag == "error") {
+        std::string message;
+        if (!next(message) || i != f.size())
+            return false;
+        out = Result<ScanResult>(Error(message));
+        return true;
+    }
+    if (tag != "ok")
+        return false;
+    ScanResult r;
+    size_t n = 0;
+    if (!count(n))
+        return false;
+    for (size_t k = 0; k < n; ++k) {
+        ImportItem item;
+        if (!next(item.path) || !next(item.patientCode) || !next(item.className) || !next(item.diagnosis))
+            return false;
+        r.items.push_back(std::move(item));
+    }
+    if (!count(n))
+        return false;
+    for (size_t k = 0; k < n; ++k) {
+        ScanIssue issue;
+        if (!next(issue.path) || !next(issue.message))
+            return false;
+        r.issues.push_back(std::move(issue));
+    }
+    if (i != f.size())
+        return false;
+    out = Result<ScanResult>(std::move(r));
+    return true;
+}
+
+void writeAll(int fd, const std::string &bytes)
+{
+    size_t done = 0;
+    while (done < bytes.size()) {
+        const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        done += size_t(n);
+    }
+}
+
+[[noreturn]] void leaveChild(int fd, int code, const std::string &message)
+{
+    writeAll(fd, message);
+    ::close(fd);
+    ::_exit(code); // no atexit handlers, no flushing of the parent's stdio buffers
+}
+
+// In the forked child: never returns.
+[[noreturn]] void scanAsChild(int fd, uid_t uid, gid_t gid, const std::string &root, const std::string &locked)
+{
+    auto why = [](const char *what) { return std::string(what) + ": " + std::strerror(errno); };
+    if (::setgroups(0, nullptr) != 0)
+        leaveChild(fd, kChildCannotDrop, why("setgroups"));
+    if (::setresgid(gid, gid, gid) != 0)
+        leaveChild(fd, kChildCannotDrop, why("setresgid"));
+    if (::setresuid(uid, uid, uid) != 0)
+        leaveChild(fd, kChildCannotDrop, why("setresuid"));
+    // The drop must be real and final, or the test below proves nothing.
+    if (::geteuid() != uid || ::getegid() != gid || ::setresuid(0, 0, 0) == 0)
+        leaveChild(fd, 1, "still privileged after dropping root");
+    if (::access(root.c_str(), R_OK | X_OK) != 0)
+        leaveChild(fd, kChildCannotDrop, why(("the unprivileged user cannot reach " + root).c_str()));
+    if (DIR *d = ::opendir(locked.c_str())) {
+        ::closedir(d);
+        leaveChild(fd, 1, "the locked folder is still readable after dropping root");
+    }
+    leaveChild(fd, 0, serialise(scanFolder(root)));
+}
+
+struct ChildScan {
+    bool skipped = false;  // privileges could not be dropped here; why holds the reason
+    std::string why;       // set when skipped or when the child failed
+    Result<ScanResult> result = Error("no result");
+};
+
+// Runs scanFolder(root) in a child process as the user "nobody". The tree under root must be
+// owned by (or open to) that user; locked is the folder that must be unreadable to it.
+ChildScan scanFolderAsNobody(const std::string &root, const std::string &locked)
+{
+    ChildScan out;
+    const auto [uid, gid] = nobodyIds();
+    int fds[2];
+    if (::pipe(fds) != 0) {
+        out.why = "pipe failed";
+        return out;
+    }
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+        ::close(fds[0]);
+        ::close(fds[1]);
+        out.why = "fork failed";
+        return out;
+    }
+    if (pid == 0) {
+        ::close(fds[0]);
+        scanAsChild(fds[1], uid, gid, root, locked);
+    }
+    ::close(fds[1]);
+    std::string bytes;
+    char buffer[4096];
+    for (;;) {
+        const ssize_t n = ::read(fds[0], buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        bytes.append(buffer, size_t(n));
+    }
+    ::close(fds[0]);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status)) {
+        out.why = "the unprivileged child did not exit normally";
+        return out;
+    }
+    if (WEXITSTATUS(status) == kChildCannotDrop) {
+        out.skipped = true;
+        out.why = bytes;
+        return out;
+    }
+    if (WEXITSTATUS(status) != 0) {
+        out.why = "the unprivileged child failed: " + bytes;
+        return out;
+    }
+    if (!deserialise(bytes, out.result))
+        out.why = "the unprivileged child sent a malformed result";
+    return out;
 }
 
 } // namespace
@@ -344,17 +564,37 @@ void TestImportScan::symlinksFollowedWhenAsked()
 
 void TestImportScan::unreadableFolderBecomesIssue()
 {
-    if (::geteuid() == 0)
-        QSKIP("running as root: permission bits do not stop root from reading a folder");
     QTemporaryDir dir;
     QVERIFY(dir.isValid());
     QVERIFY(makeFile(dir, "A/a.tif"));
     QVERIFY(makeFile(dir, "B/b.tif"));
     QVERIFY(makeFile(dir, "C/c.tif"));
+    const std::string root = dir.path().toStdString();
     const std::string locked = spath(dir, "B");
+    const bool asRoot = ::geteuid() == 0;
+    if (asRoot) {
+        // Root reads any folder whatever its mode, so the scan runs in a child that has become
+        // "nobody"; the tree is handed to that user, all but B readable to it.
+        const auto [uid, gid] = nobodyIds();
+        for (const QString &rel : {QString(), QStringLiteral("A"), QStringLiteral("A/a.tif"), QStringLiteral("B"),
+                                   QStringLiteral("B/b.tif"), QStringLiteral("C"), QStringLiteral("C/c.tif")}) {
+            const std::string p = rel.isEmpty() ? root : spath(dir, rel);
+            QVERIFY2(::lchown(p.c_str(), uid, gid) == 0, p.c_str());
+        }
+    }
     QCOMPARE(::chmod(locked.c_str(), 0), 0);
-    const auto r = scanFolder(dir.path().toStdString());
-    ::chmod(locked.c_str(), 0755); // let QTemporaryDir clean up
+    Result<ScanResult> r = Error("not run");
+    if (asRoot) {
+        ChildScan child = scanFolderAsNobody(root, locked);
+        ::chmod(locked.c_str(), 0755);
+        if (child.skipped)
+            QSKIP(qPrintable(QString::fromStdString("running as root and cannot scan as nobody: " + child.why)));
+        QVERIFY2(child.why.empty(), child.why.c_str());
+        r = std::move(child.result);
+    } else {
+        r = scanFolder(root);
+        ::chmod(locked.c_str(), 0755); // let QTemporaryDir clean up
+    }
     QVERIFY2(r.ok(), r.message().c_str());
     QCOMPARE(itemSummary(*r, dir), (std::vector<std::string>{"A/a.tif||A|", "C/c.tif||C|"}));
     QCOMPARE(r->issues.size(), size_t(1));

@@ -71,6 +71,8 @@ private slots:
     {
         QCOMPARE(cytosae::sha256Hex("abc", 3), std::string("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
         QCOMPARE(cytosae::sha256Hex("", 0), std::string("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+        // An empty file's bytes: data() of an empty vector is null (was UB in memcpy, UBSan).
+        QCOMPARE(cytosae::sha256Hex(nullptr, 0), std::string("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
         const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
         QCOMPARE(cytosae::sha256Hex(two, 56), std::string("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"));
         std::vector<uint8_t> data(5000);
