@@ -295,6 +295,36 @@ private slots:
         QVERIFY2(again.err.contains("merging would store them twice"), qPrintable(again.err));
         QCOMPARE(countOf(m_sharded, "SELECT count(*) FROM run"), int64_t(1));
     }
+
+    // An image that fails in its shard: the shard and the merge both exit 1, and the merge
+    // says how many failed (the merged run still holds every other image).
+    void failedImagesMakeTheMergeExitOne()
+    {
+        auto written = demo::writeDemoCohort(path("cohort-failing").toStdString(), demo::demoCohort(1, 2, 7), {});
+        QVERIFY2(written.ok(), written.message().c_str());
+        const QString project = path("failing.cyto");
+        Run imp = cli({"import", project, path("cohort-failing/manifest.csv")});
+        QVERIFY2(imp.code == 0, qPrintable(imp.err));
+        // One imported cell disappears before the run.
+        QFile manifest(path("cohort-failing/manifest.csv"));
+        QVERIFY(manifest.open(QIODevice::ReadOnly));
+        manifest.readLine();
+        const QString gone = path("cohort-failing/" + QString::fromUtf8(manifest.readLine()).section(',', 0, 0));
+        QVERIFY2(QFile::remove(gone), qPrintable(gone));
+        QStringList shards;
+        int shardFailures = 0;
+        for (int i = 1; i <= 2; ++i) {
+            shards << path(QStringLiteral("failing-shard%1.cyto").arg(i));
+            Run r = cli(runArgs(project) + QStringList{"--shard", QStringLiteral("%1/2").arg(i), "--shard-db", shards.back()});
+            shardFailures += r.code == 1;
+            QVERIFY(r.code == 0 || r.code == 1);
+        }
+        QCOMPARE(shardFailures, 1);
+        Run merged = cli(QStringList{"merge", project} + shards);
+        QCOMPARE(merged.code, 1);
+        QVERIFY2(merged.out.contains("9 image(s) with results, 1 failed"), qPrintable(merged.out));
+        QVERIFY2(merged.err.contains("1 image(s) failed in the shards"), qPrintable(merged.err));
+    }
 };
 
 QTEST_GUILESS_MAIN(TestShards)
