@@ -2,6 +2,10 @@
 
 function(cytosae_target_defaults target)
     target_compile_options(${target} PRIVATE -Wall -Wextra)
+    if(CYTOSAE_CLANG_TIDY)
+        find_program(CYTOSAE_CLANG_TIDY_EXE NAMES clang-tidy clang-tidy-14 REQUIRED)
+        set_target_properties(${target} PROPERTIES CXX_CLANG_TIDY "${CYTOSAE_CLANG_TIDY_EXE};--quiet")
+    endif()
     get_target_property(type ${target} TYPE)
     if(type STREQUAL "EXECUTABLE" AND TARGET cytosae_process_init)
         # Passive OpenMP waiting before any library starts (core/common/ProcessInit.cpp).
