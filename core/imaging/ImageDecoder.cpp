@@ -407,14 +407,14 @@ Result<DecodedImage> decodeImageBuffer(const std::vector<uint8_t> &bytes,
         // IMREAD_UNCHANGED is -1, so OR-ing IMREAD_IGNORE_ORIENTATION into it would be a
         // no-op; OpenCV already skips EXIF rotation for exactly IMREAD_UNCHANGED.
         const cv::Mat mat = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
+        const std::string said = messages.summary();
         if (mat.empty() || mat.dims != 2)
-            return undecodable(header, nameForMessages,
-                               messages.summary().empty() ? std::string() : "decoder: " + messages.summary());
+            return undecodable(header, nameForMessages, said.empty() ? std::string() : "decoder: " + said);
         if (auto err = checkDimensions(mat.cols, mat.rows, limits))
             return *err;
         auto decoded = convertMat(mat, header);
-        if (decoded && !messages.summary().empty())
-            decoded->info.notes.push_back("decoder warning: " + messages.summary());
+        if (decoded && !said.empty())
+            decoded->info.notes.push_back("decoder warning: " + said);
         return decoded;
     } catch (const cv::Exception &e) {
         return undecodable(header, nameForMessages, "decoder error: " + e.msg);

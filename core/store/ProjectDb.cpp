@@ -1064,27 +1064,41 @@ Result<std::vector<FingerprintEntry>> ProjectDb::patientFingerprint(int64_t runI
     return out;
 }
 
+namespace {
+
+// The columns of a latent's statistics (without top_images), read by conceptStatsRow.
+constexpr const char *kConceptStatsColumns =
+    "SELECT latent, firing_images, firing_freq, mean_activation, label_entropy, dead, dense, high_mean";
+
+ConceptStats conceptStatsRow(const Statement &s)
+{
+    ConceptStats c;
+    c.latent = int32_t(s.columnInt(0));
+    c.firingImages = s.columnInt(1);
+    c.firingFrequency = s.columnDouble(2);
+    if (!s.columnIsNull(3))
+        c.meanActivation = s.columnDouble(3);
+    if (!s.columnIsNull(4))
+        c.labelEntropy = s.columnDouble(4);
+    c.dead = s.columnInt(5) != 0;
+    c.dense = s.columnInt(6) != 0;
+    c.highMean = s.columnInt(7) != 0;
+    return c;
+}
+
+} // namespace
+
 Result<std::optional<ConceptStats>> ProjectDb::conceptStats(int64_t runId, int32_t latent)
 {
-    auto q = m_db.prepare("SELECT firing_images, firing_freq, mean_activation, label_entropy, top_images, dead, dense, "
-                          "high_mean FROM concept_stats WHERE run_id = ? AND latent = ?");
+    auto q = m_db.prepare(std::string(kConceptStatsColumns) +
+                          ", top_images FROM concept_stats WHERE run_id = ? AND latent = ?");
     if (!q)
         return q.error();
     q->bind(1, runId).bind(2, int64_t(latent));
     if (!q->step())
         return std::optional<ConceptStats>();
-    ConceptStats s;
-    s.latent = latent;
-    s.firingImages = q->columnInt(0);
-    s.firingFrequency = q->columnDouble(1);
-    if (!q->columnIsNull(2))
-        s.meanActivation = q->columnDouble(2);
-    if (!q->columnIsNull(3))
-        s.labelEntropy = q->columnDouble(3);
-    s.topImages = parseIdList(q->columnText(4));
-    s.dead = q->columnInt(5) != 0;
-    s.dense = q->columnInt(6) != 0;
-    s.highMean = q->columnInt(7) != 0;
+    ConceptStats s = conceptStatsRow(*q);
+    s.topImages = parseIdList(q->columnText(8));
     return std::optional<ConceptStats>(s);
 }
 
@@ -1171,24 +1185,10 @@ Result<int64_t> ProjectDb::acceptedImageCount()
 
 Result<std::vector<ConceptStats>> ProjectDb::allConceptStats(int64_t runId)
 {
-    auto q = m_db.prepare("SELECT latent, firing_images, firing_freq, mean_activation, label_entropy, dead, dense, "
-                          "high_mean FROM concept_stats WHERE run_id = ? ORDER BY latent");
+    auto q = m_db.prepare(std::string(kConceptStatsColumns) + " FROM concept_stats WHERE run_id = ? ORDER BY latent");
     if (q)
         q->bind(1, runId);
-    return collect<ConceptStats>(std::move(q), [](const Statement &s) {
-        ConceptStats c;
-        c.latent = int32_t(s.columnInt(0));
-        c.firingImages = s.columnInt(1);
-        c.firingFrequency = s.columnDouble(2);
-        if (!s.columnIsNull(3))
-            c.meanActivation = s.columnDouble(3);
-        if (!s.columnIsNull(4))
-            c.labelEntropy = s.columnDouble(4);
-        c.dead = s.columnInt(5) != 0;
-        c.dense = s.columnInt(6) != 0;
-        c.highMean = s.columnInt(7) != 0;
-        return c;
-    });
+    return collect<ConceptStats>(std::move(q), conceptStatsRow);
 }
 
 Result<std::vector<std::pair<float, float>>> ProjectDb::latentValues(int64_t runId, int32_t latent)
@@ -1294,26 +1294,14 @@ Result<ProjectSummary> ProjectDb::summary(int64_t runId, int mostFrequent)
             return v.error();
         *target = *v;
     }
-    auto q = m_db.prepare("SELECT latent, firing_images, firing_freq, mean_activation, label_entropy, dense, high_mean "
-                          "FROM concept_stats WHERE run_id = ? AND dead = 0 ORDER BY firing_freq DESC, latent LIMIT ?");
-    if (!q)
-        return q.error();
-    q->bind(1, runId).bind(2, mostFrequent);
-    while (q->step()) {
-        ConceptStats c;
-        c.latent = int32_t(q->columnInt(0));
-        c.firingImages = q->columnInt(1);
-        c.firingFrequency = q->columnDouble(2);
-        if (!q->columnIsNull(3))
-            c.meanActivation = q->columnDouble(3);
-        if (!q->columnIsNull(4))
-            c.labelEntropy = q->columnDouble(4);
-        c.dense = q->columnInt(5) != 0;
-        c.highMean = q->columnInt(6) != 0;
-        out.mostFrequent.push_back(std::move(c));
-    }
-    if (Status s = q->status(); !s)
-        return s.error();
+    auto q = m_db.prepare(std::string(kConceptStatsColumns) +
+                          " FROM concept_stats WHERE run_id = ? AND dead = 0 ORDER BY firing_freq DESC, latent LIMIT ?");
+    if (q)
+        q->bind(1, runId).bind(2, mostFrequent);
+    auto frequent = collect<ConceptStats>(std::move(q), conceptStatsRow);
+    if (!frequent)
+        return frequent.error();
+    out.mostFrequent = std::move(frequent.value());
     return out;
 }
 

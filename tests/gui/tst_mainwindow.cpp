@@ -7,7 +7,7 @@
 #include <ctime>
 
 #include "DemoProject.h"
-#include "store/Sqlite.h"
+#include "../common/DamagedFiles.h"
 #include "common/CpuShare.h"
 #include "app/MainWindow.h"
 #include "app/SelectionModel.h"
@@ -131,23 +131,9 @@ private slots:
         const QString copy = m_dir.filePath("damaged.cyto");
         QFile::remove(copy);
         QVERIFY(QFile::copy(m_project, copy));
-        int64_t root = 0;
-        {
-            auto db = cytosae::store::Database::open(copy.toStdString(), cytosae::store::Database::Mode::ReadOnly);
-            QVERIFY(db.ok());
-            root = *db->queryInt("SELECT rootpage FROM sqlite_master WHERE name = 'image_concept'");
-        }
-        {
-            QFile f(copy);
-            QVERIFY(f.open(QIODevice::ReadWrite));
-            f.seek((root - 1) * 4096);
-            f.write(QByteArray(4096, '\x5a'));
-        }
-        auto bytes = [&] {
-            QFile f(copy);
-            return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
-        };
-        const QByteArray before = bytes();
+        const QString overwritten = overwriteRootPage(copy, "image_concept", '\x5a');
+        QVERIFY2(overwritten.isEmpty(), qPrintable(overwritten));
+        const QByteArray before = fileBytes(copy);
         MainWindow w;
         w.show();
         QVERIFY(w.openProject(copy));
@@ -158,7 +144,7 @@ private slots:
         QVERIFY(w.session()->ledgerFor("dr.test", &error) == nullptr);
         QVERIFY2(error.contains("damaged"), qPrintable(error));
         w.close();
-        QVERIFY(bytes() == before);
+        QVERIFY(fileBytes(copy) == before);
 
         // The intact project: the check passes and the ledger opens without a second check.
         MainWindow ok;

@@ -221,6 +221,17 @@ struct ZipRecord {
     uint32_t crc = 0;
 };
 
+// A record replaced by about 537 MB of zeros deflated into 520 KB, with sizes and CRC that
+// match, so only the compression itself gives it away.
+void becomeDeflateBomb(ZipRecord &record)
+{
+    const Deflated bomb = deflateBomb(2'080'000);
+    record.bytes = bomb.bytes;
+    record.method = 8;
+    record.declaredSize = bomb.inflatedSize;
+    record.crc = crc32OfZeros(bomb.inflatedSize);
+}
+
 ZipRecord stored(std::string name, std::string bytes)
 {
     ZipRecord r;
@@ -695,11 +706,7 @@ private slots:
         auto records = tinySaeRecords(m_dir);
         ZipRecord *pkl = findRecord(records, "data.pkl");
         QVERIFY(pkl);
-        const Deflated bomb = deflateBomb(2'080'000);
-        pkl->bytes = bomb.bytes;
-        pkl->method = 8;
-        pkl->declaredSize = bomb.inflatedSize;
-        pkl->crc = crc32OfZeros(bomb.inflatedSize);
+        becomeDeflateBomb(*pkl);
         const std::string path = hostilePath("deflate_bomb_pickle.pt");
         QVERIFY(writeZip(QString::fromStdString(path), records));
         expectRefused(path, {"record data.pkl", "compressed"});
@@ -711,11 +718,7 @@ private slots:
         auto records = tinySaeRecords(m_dir);
         ZipRecord *storage = findRecord(records, "data/0");
         QVERIFY(storage);
-        const Deflated bomb = deflateBomb(2'080'000);
-        storage->bytes = bomb.bytes;
-        storage->method = 8;
-        storage->declaredSize = bomb.inflatedSize;
-        storage->crc = crc32OfZeros(bomb.inflatedSize);
+        becomeDeflateBomb(*storage);
         const std::string path = hostilePath("deflate_bomb_tensor.pt");
         QVERIFY(writeZip(QString::fromStdString(path), records));
         expectRefused(path, {"record data/0", "compressed"});

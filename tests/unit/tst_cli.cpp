@@ -2,7 +2,7 @@
 // with good. Checks exit codes, that every failure names its file, and the exported files.
 
 #include "io/NpyWriter.h"
-#include "store/Sqlite.h"
+#include "../common/DamagedFiles.h"
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -41,11 +41,6 @@ Run runCli(const QStringList &args)
     return {p.exitCode(), QString::fromUtf8(p.readAllStandardOutput()), QString::fromUtf8(p.readAllStandardError())};
 }
 
-QByteArray fileBytes(const QString &path)
-{
-    QFile f(path);
-    return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
-}
 } // namespace
 
 class TestCli : public QObject {
@@ -316,19 +311,9 @@ private slots:
 
         // Overwrite the image table's root page, as a failing disk would. The CLI closed the
         // project, so its WAL is merged into the file.
-        int64_t root = 0;
-        {
-            auto db = cytosae::store::Database::open(project.toStdString(), cytosae::store::Database::Mode::ReadOnly);
-            QVERIFY(db.ok());
-            root = *db->queryInt("SELECT rootpage FROM sqlite_master WHERE name = 'image'");
-        }
         QVERIFY(!QFile::exists(project + "-wal") || QFileInfo(project + "-wal").size() == 0);
-        {
-            QFile f(project);
-            QVERIFY(f.open(QIODevice::ReadWrite));
-            f.seek((root - 1) * 4096);
-            f.write(QByteArray(4096, '\xab'));
-        }
+        const QString overwritten = overwriteRootPage(project, "image", '\xab');
+        QVERIFY2(overwritten.isEmpty(), qPrintable(overwritten));
         const QByteArray damaged = fileBytes(project);
         Run badStats = runCli({"stats", project});
         QCOMPARE(badStats.code, 1);

@@ -2,6 +2,7 @@
 // files, import bookkeeping, result writes and every query the views use, and statistics
 // checked against values computed by hand.
 
+#include "../common/DamagedFiles.h"
 #include "store/ActivationCodec.h"
 #include "common/Sha256.h"
 #include "store/Integrity.h"
@@ -291,7 +292,6 @@ private slots:
     {
         QTemporaryDir dir;
         const QString path = dir.filePath("p.cyto");
-        int64_t imageRoot = 0;
         {
             ProjectDb db = mustOpen(path);
             std::vector<NewImage> many;
@@ -302,20 +302,11 @@ private slots:
             auto sae = db.upsertModel("sae", "bb", "s.pt", "{}");
             auto run = db.createRun(*vit, *sae, 32, 0.2, 768, "cpu", "fp32");
             QVERIFY(run.ok() && db.setRunStatus(*run, "done").ok());
-            imageRoot = *db.db().queryInt("SELECT rootpage FROM sqlite_master WHERE name = 'image'");
             QVERIFY(db.db().exec("PRAGMA wal_checkpoint(TRUNCATE)"));
         }
-        {
-            QFile f(path);
-            QVERIFY(f.open(QIODevice::ReadWrite));
-            f.seek((imageRoot - 1) * 4096);
-            f.write(QByteArray(4096, '\xab'));
-        }
-        auto fileBytes = [&] {
-            QFile f(path);
-            return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
-        };
-        const QByteArray before = fileBytes();
+        const QString overwritten = overwriteRootPage(path, "image", '\xab');
+        QVERIFY2(overwritten.isEmpty(), qPrintable(overwritten));
+        const QByteArray before = fileBytes(path);
         for (auto mode : {ProjectDb::OpenMode::Existing, ProjectDb::OpenMode::Create, ProjectDb::OpenMode::ReadOnly}) {
             auto db = ProjectDb::open(path.toStdString(), mode);
             QVERIFY(!db.ok());
@@ -323,7 +314,7 @@ private slots:
             QVERIFY2(db.message().find("nothing was changed") != std::string::npos, db.message().c_str());
             QVERIFY2(db.message().find("cytosae check") != std::string::npos, db.message().c_str());
         }
-        QVERIFY(fileBytes() == before);
+        QVERIFY(fileBytes(path) == before);
 
         auto report = store::checkIntegrity(path.toStdString());
         QVERIFY2(report.ok(), report.message().c_str());
@@ -341,7 +332,7 @@ private slots:
             damaged += t.damaged;
         }
         QCOMPARE(damaged, 1);
-        QVERIFY(fileBytes() == before);
+        QVERIFY(fileBytes(path) == before);
 
         // Damage SQLite only finds by reading every page (the middle of a large table).
         const QString other = dir.filePath("q.cyto");
