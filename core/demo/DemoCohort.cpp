@@ -30,7 +30,7 @@ using Mix = std::array<double, kCellTypeCount>;
 constexpr Mix kControlMix{0.60, 0.05, 0.25, 0.06, 0.03, 0.01, 0, 0, 0, 0};
 // Hypergranular APL: abnormal promyelocytes, most with Auer rods or faggots.
 constexpr Mix kAplMix{0.06, 0.02, 0.08, 0.02, 0, 0, 0.04, 0.30, 0.48, 0};
-// AML with maturation arrest at the blast stage, no Auer rods.
+// AML with maturation arrest at the blast stage; some blasts carry single Auer rods.
 constexpr Mix kAmlBlastMix{0.10, 0.03, 0.15, 0.04, 0.01, 0, 0.65, 0.02, 0, 0};
 // Chronic-phase CML: left shift with raised eosinophils and basophils, few blasts.
 constexpr Mix kCmlMix{0.42, 0.18, 0.06, 0.03, 0.08, 0.08, 0.03, 0.12, 0, 0};

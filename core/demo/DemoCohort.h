@@ -1,7 +1,8 @@
 #pragma once
 
 // A demo cohort of synthetic patients: five diagnostic groups whose differentials differ the
-// way real ones do (APL: atypical promyelocytes with Auer rods; AML: myeloblasts; CML-like:
+// way real ones do (APL: atypical promyelocytes with Auer rods and faggots; AML: myeloblasts,
+// some with single Auer rods; CML-like:
 // left shift with eosinophils and basophils; monocytic: monocytes, many vacuolated), written
 // to disk in the patient-per-folder layout the importer reads, with a manifest and optionally
 // the ground-truth part masks. Deterministic: the same arguments write the same bytes.
@@ -37,7 +38,7 @@ std::vector<double> baseCellMix(const std::string &diagnosis);
 
 // patientsPerGroup patients for each group (codes numbered from 01), each with its own
 // seeded variation of the group's mix. Types absent from a group's base mix stay absent
-// (no Auer rods outside APL, for instance). Non-positive counts give an empty cohort or
+// (no atypical promyelocytes outside APL, for instance). Non-positive counts give an empty cohort or
 // patients without cells.
 std::vector<PatientSpec> demoCohort(int patientsPerGroup, int cellsPerPatient, uint64_t seed);
 

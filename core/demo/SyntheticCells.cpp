@@ -676,14 +676,16 @@ void drawVacuoles(Layers &layers, const Frame &f, const Distances &dist, Rng &rn
     cv::subtract(layers.vacuoleRim, layers.vacuole, layers.vacuoleRim);
 }
 
-// One rod or a bundle of parallel rods ("faggot"), as segments.
+// One rod or a bundle of parallel rods ("faggot"), as segments. Faggots are an APL sign: with
+// allowFaggot false (a myeloblast) the cell gets one to three single rods. The faggot draw is
+// made either way, so the cells that allow faggots stay exactly as they were.
 using Rod = std::pair<Point, Point>;
 
-void drawAuerRods(Layers &layers, const Frame &f, const Distances &dist, Rng &rng)
+void drawAuerRods(Layers &layers, const Frame &f, const Distances &dist, Rng &rng, bool allowFaggot)
 {
     const double D = 2 * f.radius;
     cv::Mat1f halo(layers.rods.size(), 0.f);
-    const bool faggot = rng.chance(0.4);
+    const bool faggot = rng.chance(0.4) && allowFaggot;
     const double pick = rng.uniform();
     const int groups = faggot ? 1 : (pick < 0.5 ? 1 : pick < 0.8 ? 2 : 3);
     for (int g = 0; g < groups; ++g) {
@@ -911,7 +913,13 @@ SyntheticCell generateCell(CellType type, uint64_t seed, const CellOptions &opti
         // Hypergranular: APL cells carry more azurophilic granules than normal promyelocytes.
         scatterGranules(layers.fineGranules, f, dist, nuc, layers, inclusionRng, int(cytoArea * 0.1), 0.55, 1.5, 0.12,
                         0.3, 1.6);
-        drawAuerRods(layers, f, dist, inclusionRng);
+        drawAuerRods(layers, f, dist, inclusionRng, true);
+        break;
+    case CellType::Myeloblast:
+        // Auer rods are not only an APL sign: single rods sit in the blasts of many AMLs, in
+        // agranular cytoplasm, so rods and azurophilic granules do not always come together.
+        if (inclusionRng.chance(kMyeloblastRodShare))
+            drawAuerRods(layers, f, dist, inclusionRng, false);
         break;
     case CellType::Eosinophil:
         // Packed: the granules fill the cytoplasm and only occasionally lie over the nucleus.

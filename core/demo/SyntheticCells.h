@@ -24,12 +24,15 @@ enum class CellType {
     Monocyte,
     Eosinophil,
     Basophil,
-    Myeloblast,
+    Myeloblast,           // about kMyeloblastRodShare of them with one to three single Auer rods
     Promyelocyte,
     AtypicalPromyelocyte, // Auer rods or a faggot bundle
     VacuolatedMonocyte
 };
 constexpr int kCellTypeCount = 10;
+// Share of myeloblasts drawn with single Auer rods (never faggots), as in the blasts of many
+// AMLs; it keeps rods and azurophilic granules from always appearing together.
+constexpr double kMyeloblastRodShare = 0.3;
 
 // "segmented_neutrophil", "band_neutrophil", ...: used as class folder and label names.
 const char *cellTypeName(CellType t);
